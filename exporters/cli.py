@@ -1,0 +1,67 @@
+"""`spin-to-mesh export MESH_DIR -o ASSET_DIR`: HeadMesh folder -> GLB LODs, preview, report.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from exporters.config import DEFAULT_LOD_BUDGETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `export` sub-command."""
+    parser = subparsers.add_parser(
+        "export",
+        help="export a HeadMesh folder to game-ready GLB files (LODs), a preview and report.json",
+        description=(
+            "Write ASSET_DIR/head.glb (LOD0), head_lod1.glb, head_lod2.glb, preview.png and report.json "
+            "from a HeadMesh folder (head.npz + albedo.png [+ normal_map.png]). Nothing is written if the "
+            "input is invalid; report.json is written last and marks a complete asset."
+        ),
+    )
+    parser.add_argument("mesh_dir", metavar="MESH_DIR", help="HeadMesh folder written by `spin-to-mesh recon`")
+    parser.add_argument("-o", "--output", required=True, metavar="ASSET_DIR", help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing ASSET_DIR")
+    parser.add_argument("--roughness", type=float, default=0.7, help="PBR roughness in [0, 1] (default 0.7)")
+    parser.add_argument(
+        "--lod-budgets",
+        default=",".join(str(b) for b in DEFAULT_LOD_BUDGETS),
+        metavar="N0,N1,...",
+        help="maximum triangles per LOD, LOD0 first (default %(default)s)",
+    )
+    parser.add_argument("--texture-size", type=int, default=None, metavar="N", help="resize textures to N x N")
+    parser.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
+    parser.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator run")
+    parser.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from exporters.config import ExportConfig, parse_lod_budgets
+    from exporters.export import export_asset
+
+    config = ExportConfig(
+        roughness=args.roughness,
+        lod_budgets=parse_lod_budgets(args.lod_budgets),
+        texture_size=args.texture_size,
+        preview=not args.no_preview,
+        validate=not args.no_validate,
+        overwrite=args.overwrite,
+    )
+    result = export_asset(args.mesh_dir, args.output, config, progress=True)
+    report = result.report
+    for lod in report["lods"]:
+        print(
+            f"{result.asset_dir / lod['file']}: {lod['triangles']} triangles, {lod['vertices']} vertices, "
+            f"{lod['bytes'] / 1e6:.2f} MB"
+        )
+    if report["preview"]:
+        print(f"{result.asset_dir / report['preview']['file']}")
+    validation = report["validation"]
+    if validation["ran"]:
+        print(
+            f"glTF validator {validation['validator']}: {validation['errors']} errors, "
+            f"{validation['warnings']} warnings, {validation['infos']} infos"
+        )
+    else:
+        print(f"glTF validator not run: {validation['reason']}")
+    print(f"{result.files['report']} ({report['timings_s']['total']:.1f} s)")
+    return 0

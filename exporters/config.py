@@ -1,0 +1,72 @@
+"""Typed export settings; invalid values fail here, before anything is read or written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from exporters.errors import ExportConfigError
+
+DEFAULT_LOD_BUDGETS = (25_000, 7_000, 2_500)
+MAX_TEXTURE_SIZE = 16_384
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What the exporter writes. Defaults give a game-ready head with three LODs and a preview.
+
+    lod_budgets: maximum triangle count per LOD file, LOD0 first (head.glb, head_lod1.glb, ...).
+    texture_size: resize the baseColor (and normal) texture to N x N; None keeps the source size.
+    validate: run the Khronos glTF validator on every written GLB when Node.js + the package exist.
+    """
+
+    roughness: float = 0.7
+    lod_budgets: tuple[int, ...] = DEFAULT_LOD_BUDGETS
+    texture_size: int | None = None
+    preview: bool = True
+    preview_views: int = 8
+    preview_tile: int = 256
+    validate: bool = True
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.roughness, (int, float)) and math.isfinite(self.roughness)):
+            raise ExportConfigError(f"roughness must be a number in [0, 1], got {self.roughness!r}")
+        if not 0.0 <= self.roughness <= 1.0:
+            raise ExportConfigError(f"roughness must be in [0, 1], got {self.roughness}")
+        budgets = tuple(self.lod_budgets)
+        if not 1 <= len(budgets) <= 8:
+            raise ExportConfigError(f"give 1 to 8 LOD triangle budgets, got {len(budgets)}")
+        for i, b in enumerate(budgets):
+            if isinstance(b, bool) or not isinstance(b, int) or b < 4:
+                raise ExportConfigError(f"LOD{i} triangle budget must be an integer >= 4, got {b!r}")
+        if any(b > a for a, b in zip(budgets, budgets[1:], strict=False)):
+            raise ExportConfigError(f"LOD budgets must not increase from LOD0 to the last LOD, got {list(budgets)}")
+        object.__setattr__(self, "lod_budgets", budgets)
+        if self.texture_size is not None and not 16 <= self.texture_size <= MAX_TEXTURE_SIZE:
+            raise ExportConfigError(f"texture size must be in [16, {MAX_TEXTURE_SIZE}] pixels, got {self.texture_size}")
+        if not 1 <= self.preview_views <= 64:
+            raise ExportConfigError(f"preview views must be in [1, 64], got {self.preview_views}")
+        if not 32 <= self.preview_tile <= 2048:
+            raise ExportConfigError(f"preview tile size must be in [32, 2048] pixels, got {self.preview_tile}")
+
+
+def parse_lod_budgets(text: str) -> tuple[int, ...]:
+    """Parse '25000,7000,2500' (the CLI form); a bad entry raises ExportConfigError naming it."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ExportConfigError("--lod-budgets is empty; give comma-separated triangle counts, e.g. 25000,7000,2500")
+    budgets = []
+    for p in parts:
+        try:
+            budgets.append(int(p.replace("_", "")))
+        except ValueError:
+            raise ExportConfigError(
+                f"--lod-budgets: {p!r} is not an integer; give comma-separated triangle counts, e.g. 25000,7000,2500"
+            ) from None
+    return tuple(budgets)
+
+
+def lod_filename(level: int) -> str:
+    """head.glb for LOD0, head_lod{k}.glb after (DESIGN.md §2 Asset)."""
+    return "head.glb" if level == 0 else f"head_lod{level}.glb"

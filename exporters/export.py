@@ -1,0 +1,352 @@
+"""HeadMesh folder -> Asset folder: LOD GLBs, turntable preview, report.json (DESIGN.md §2).
+
+Everything that can fail on bad input (settings, output folder, mesh, textures) is checked
+before the first byte is written. Each file is written atomically, and report.json is written
+last: an asset folder without report.json is incomplete (an overwrite removes the old report first).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters.checks import CleanMesh, check_headmesh, load_mesh_dir
+from exporters.config import ExportConfig, lod_filename
+from exporters.errors import ExportError, OutputExistsError, ValidationFailedError
+from exporters.geometry import vertex_normals, vertex_tangents
+from exporters.glb import Material, Primitive, build_glb, uv_to_gltf
+from exporters.lod import LodMesh, build_lods
+from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
+from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
+from spin_io.headmesh import HeadMesh
+
+REPORT_SCHEMA_VERSION = 1
+GENERATOR = "spin-to-mesh"
+REPORT_NAME = "report.json"
+PREVIEW_NAME = "preview.png"
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: the folder, the files by role, and the report (as written to report.json)."""
+
+    asset_dir: Path
+    files: dict[str, Path]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _generator_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("spin-to-mesh")
+    except Exception:  # not installed as a distribution (running from a checkout)
+        return "0.1.0"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _resize(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def _check_output(asset_dir: Path, overwrite: bool) -> None:
+    if asset_dir.exists() and not asset_dir.is_dir():
+        raise OutputExistsError(f"{asset_dir}: exists and is a file, not a folder; choose another -o path")
+    if asset_dir.is_dir() and any(asset_dir.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{asset_dir}: already exists and is not empty; pass --overwrite to replace it")
+
+
+def _json_safe(value: Any) -> Any:
+    """Keep only what JSON can carry (the HeadMesh metadata is free-form)."""
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def lod_primitives(lod: LodMesh, with_tangents: bool) -> list[Primitive]:
+    """Normals (and tangents), the V flip, and the split into primitives of <= 65,534 vertices."""
+    normals = vertex_normals(lod.vertices, lod.faces)
+    tangents = vertex_tangents(lod.vertices, lod.faces, lod.uv, normals) if with_tangents else None
+    texcoords = uv_to_gltf(lod.uv)
+    prims = []
+    for part in split_primitives(lod.faces, MAX_PRIMITIVE_VERTICES, lod.vertices):
+        ids = part.vertex_ids
+        prims.append(
+            Primitive(
+                positions=lod.vertices[ids],
+                normals=normals[ids],
+                texcoords=texcoords[ids],
+                indices=part.faces.reshape(-1),
+                tangents=None if tangents is None else tangents[ids],
+            )
+        )
+    return prims
+
+
+def _bbox(vertices: np.ndarray) -> dict[str, list[float]]:
+    lo = np.asarray(vertices, np.float64).min(axis=0)
+    hi = np.asarray(vertices, np.float64).max(axis=0)
+    return {"min": lo.tolist(), "max": hi.tolist(), "size": (hi - lo).tolist()}
+
+
+def export_asset(
+    source: str | Path | HeadMesh,
+    asset_dir: str | Path,
+    config: ExportConfig | None = None,
+    progress: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a HeadMesh (folder or object) to an Asset folder; returns what was written.
+
+    Raises an ExportError subclass on bad input before writing anything. If the glTF validator
+    ran and reported errors or warnings, the files and report.json are still written (with
+    "validation": {"passed": false}) and ValidationFailedError is raised.
+    """
+    t_start = time.perf_counter()
+    config = config or ExportConfig()
+    asset_dir = Path(asset_dir)
+    timings: dict[str, float] = {}
+    stages = ["read", "lods", "glb"] + (["preview"] if config.preview else []) + ["write"]
+    stages += ["validate"] if config.validate else []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(stages), desc="export", unit="step", leave=False)
+
+    def stage_done(name: str, t0: float) -> None:
+        timings[name] = round(time.perf_counter() - t0, 4)
+        if bar is not None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+        if on_stage is not None:
+            on_stage(name)
+
+    try:
+        # 1. Check everything before writing anything.
+        t0 = time.perf_counter()
+        _check_output(asset_dir, config.overwrite)
+        source_info: dict[str, Any]
+        if isinstance(source, HeadMesh):
+            head = source
+            source_info = {"mesh_dir": None}
+        else:
+            mesh_dir = Path(source)
+            head = load_mesh_dir(mesh_dir)
+            source_info = {
+                "mesh_dir": str(mesh_dir.resolve()),
+                "sha256": {p.name: _sha256_file(p) for p in sorted(mesh_dir.iterdir()) if p.is_file()},
+            }
+        mesh: CleanMesh = check_headmesh(head)
+        source_info.update(
+            vertices=int(len(head.vertices)),
+            triangles=int(len(head.faces)),
+            dropped_degenerate_faces=mesh.dropped_faces,
+            dropped_unused_vertices=mesh.dropped_vertices,
+            metadata=_json_safe(mesh.metadata),
+        )
+        albedo = _resize(mesh.albedo, config.texture_size)
+        normal_map = None if mesh.normal_map is None else _resize(mesh.normal_map, config.texture_size)
+        stage_done("read", t0)
+
+        # 2. Levels of detail.
+        t0 = time.perf_counter()
+        lods = build_lods(mesh, config.lod_budgets)
+        stage_done("lods", t0)
+
+        # 3. GLB bytes (texture encoded once, shared by every LOD).
+        t0 = time.perf_counter()
+        material = Material(
+            base_color_png=_encode_png(albedo),
+            roughness=float(config.roughness),
+            normal_png=None if normal_map is None else _encode_png(normal_map),
+        )
+        version = _generator_version()
+        glbs: list[bytes] = []
+        lod_entries: list[dict[str, Any]] = []
+        for level, lod in enumerate(lods):
+            prims = lod_primitives(lod, with_tangents=normal_map is not None)
+            extras = {
+                "generator": GENERATOR,
+                "generator_version": version,
+                "schema_version": REPORT_SCHEMA_VERSION,
+                "units": "metres",
+                "axes": "+Y up, face toward +Z",
+                "lod": level,
+                "triangle_budget": lod.budget,
+            }
+            data = build_glb(
+                prims,
+                material,
+                mesh_name="head" if level == 0 else f"head_lod{level}",
+                asset_extras=extras,
+                node_extras={"lod": level},
+                generator=f"{GENERATOR} {version}",
+            )
+            glbs.append(data)
+            lod_entries.append(
+                {
+                    "level": level,
+                    "file": lod_filename(level),
+                    "triangle_budget": lod.budget,
+                    "decimated": lod.decimated,
+                    "triangles": int(len(lod.faces)),
+                    "vertices": int(sum(len(p.positions) for p in prims)),
+                    "primitives": len(prims),
+                    "max_primitive_vertices": int(max(len(p.positions) for p in prims)),
+                    "bounding_box_m": _bbox(lod.vertices),
+                    "bytes": len(data),
+                    "sha256": _sha256(data),
+                }
+            )
+        stage_done("glb", t0)
+
+        preview_image = None
+        if config.preview:
+            t0 = time.perf_counter()
+            preview_image = _render_preview(lods[0], albedo, config)
+            stage_done("preview", t0)
+
+        # 4. Write: invalidate an old report first, then files, report last.
+        t0 = time.perf_counter()
+        asset_dir.mkdir(parents=True, exist_ok=True)
+        report_path = asset_dir / REPORT_NAME
+        report_path.unlink(missing_ok=True)
+        files: dict[str, Path] = {}
+        for level, data in enumerate(glbs):
+            files[f"lod{level}"] = atomic_write_bytes(asset_dir / lod_filename(level), data)
+        for stale in asset_dir.glob("head_lod*.glb"):
+            if stale not in files.values():
+                stale.unlink()
+        preview_entry: dict[str, Any] | None = None
+        preview_path = asset_dir / PREVIEW_NAME
+        if preview_image is not None:
+            files["preview"] = atomic_write_png(preview_path, preview_image)
+            preview_entry = {
+                "file": PREVIEW_NAME,
+                "views": config.preview_views,
+                "tile_px": config.preview_tile,
+                "sha256": _sha256_file(preview_path),
+            }
+        else:
+            preview_path.unlink(missing_ok=True)
+        stage_done("write", t0)
+
+        validation: dict[str, Any] = {"ran": False, "reason": "disabled (--no-validate)"}
+        if config.validate:
+            t0 = time.perf_counter()
+            validation = _validate([files[f"lod{k}"] for k in range(len(glbs))], lod_entries)
+            stage_done("validate", t0)
+
+        timings["total"] = round(time.perf_counter() - t_start, 4)
+        report = {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "generator": GENERATOR,
+            "generator_version": version,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "complete": True,
+            "source": source_info,
+            "settings": {
+                "roughness": config.roughness,
+                "metallic": 0.0,
+                "lod_budgets": list(config.lod_budgets),
+                "texture_size": config.texture_size,
+                "preview": config.preview,
+                "validate": config.validate,
+            },
+            "units": "metres",
+            "axes": "glTF: +Y up, face toward +Z, right-handed",
+            "bounding_box_m": lod_entries[0]["bounding_box_m"],
+            "texture": {
+                "width": int(albedo.shape[1]),
+                "height": int(albedo.shape[0]),
+                "format": "image/png",
+                "bytes": len(material.base_color_png),
+                "normal_map": normal_map is not None,
+                "normal_map_bytes": None if material.normal_png is None else len(material.normal_png),
+            },
+            "lods": lod_entries,
+            "preview": preview_entry,
+            "validation": validation,
+            "timings_s": timings,
+            "host": {"python": platform.python_version(), "machine": platform.machine()},
+        }
+        files["report"] = atomic_write_json(report_path, report)
+    finally:
+        if bar is not None:
+            bar.close()
+    if validation.get("ran") and not validation.get("passed"):
+        raise ValidationFailedError(
+            f"the glTF validator found problems in {asset_dir} (see 'validation' in {report_path}); "
+            "please report this as a spin-to-mesh bug with the report attached"
+        )
+    return ExportResult(asset_dir=asset_dir, files=files, report=report)
+
+
+def _render_preview(lod: LodMesh, albedo: np.ndarray, config: ExportConfig) -> np.ndarray:
+    from exporters.preview import turntable_sheet
+
+    return turntable_sheet(
+        lod.vertices, lod.faces, lod.uv, albedo, views=config.preview_views, tile=config.preview_tile
+    )
+
+
+def _validate(paths: list[Path], lod_entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run the validator if it is installed; record per-LOD results; never raises for a missing tool."""
+    from exporters.validate import find_validator, summarize, validate_glbs
+
+    info = find_validator()
+    if info is None:
+        return {"ran": False, "reason": "gltf-validator not found (install Node.js and run `npm install`)"}
+    try:
+        reports = validate_glbs(paths)
+    except ExportError as exc:
+        return {"ran": False, "reason": str(exc)}
+    summaries = [summarize(r) for r in reports]
+    for entry, summary in zip(lod_entries, summaries, strict=True):
+        entry["validator"] = summary
+    return {
+        "ran": True,
+        "validator": str(info.version),
+        "passed": all(s["errors"] == 0 and s["warnings"] == 0 for s in summaries),
+        "errors": sum(s["errors"] for s in summaries),
+        "warnings": sum(s["warnings"] for s in summaries),
+        "infos": sum(s["infos"] for s in summaries),
+        "hints": sum(s["hints"] for s in summaries),
+    }

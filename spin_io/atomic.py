@@ -1,0 +1,75 @@
+"""Atomic writes: write to a temporary sibling, fsync, then rename over the target.
+
+A crash (or Ctrl-C) mid-write leaves at most a `.tmp-*` file, never a half-written result under
+the final name that a later run could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success rename it onto `target`.
+
+    The temporary file keeps the target's suffix so writers that infer the format from the
+    extension (Pillow, trimesh, numpy) still work. On any exception the temporary is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.stem}-", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `target` atomically and return the target path."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> Path:
+    """Write `obj` as indented UTF-8 JSON atomically (numpy scalars and arrays allowed)."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    return atomic_write_bytes(target, (text + "\n").encode("utf-8"))
+
+
+def atomic_write_png(target: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Write a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG atomically."""
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"PNG data must be uint8, got {arr.dtype}")
+    with atomic_path(target) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return Path(target)
