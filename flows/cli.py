@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 # Modules that provide `register(subparsers)`; order = order in --help.
 _COMMAND_MODULES = (
+    "smr_core.align.cli",
     "smr_core.cli",
     "recon.cli",
     "exporters.cli",

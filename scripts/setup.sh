@@ -7,16 +7,15 @@
 #   TORCH_SPEC   what to install for torch first (default torch==2.13.0, a CPU build where pip's
 #                find-links provide one). On a CUDA machine use e.g.
 #                TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128".
-#   EXTRAS       extras of spin-to-mesh to install (default flows,synth,dev; add align for the
-#                authors' antelopev2 face models through onnxruntime, or gpu for onnxruntime-gpu —
-#                never both).
+#   EXTRAS       extras of spin-to-mesh to install (default align,flows,synth,dev; on a GPU host
+#                replace align by gpu (onnxruntime-gpu) — never both).
 #   VENV         where to create the environment (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-flows,synth,dev}
+EXTRAS=${EXTRAS:-align,flows,synth,dev}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
 if [[ ",$EXTRAS," == *",align,"* && ",$EXTRAS," == *",gpu,"* ]]; then

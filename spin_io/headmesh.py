@@ -91,7 +91,9 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
     """
     mesh_dir = Path(mesh_dir)
     if not mesh_dir.is_dir():
-        raise ContractError(f"{mesh_dir}: no such mesh folder (expected head.npz + albedo.png from `spin-to-mesh recon`)")
+        raise ContractError(
+            f"{mesh_dir}: no such mesh folder (expected head.npz + albedo.png from `spin-to-mesh recon`)"
+        )
     npz_path = mesh_dir / "head.npz"
     if not npz_path.is_file():
         raise ContractError(f"{npz_path}: missing; a HeadMesh folder needs head.npz and albedo.png")

@@ -1,0 +1,171 @@
+"""Offline face backend: dlib's detectors and landmarkers, whose models ship in PyPI packages.
+
+Why dlib (dlib-bin + face-recognition-models) and not the alternatives, as checked for this project:
+- mediapipe 0.10.21 (the last release with its face models in the wheel) requires numpy < 2;
+  the project runs numpy 2.x, so it cannot be installed beside it.
+- OpenCV 4.x Haar cascades only give boxes (no keypoints); YuNet/SFace need downloads.
+- insightface 2.1 and uniface ship no weights.
+- dlib's HOG detector (code and model under the Boost licence, trained on LFW), its CNN (MMOD)
+  detector and its 5-point landmarker are public domain (dlib-models README). The 68-point
+  landmarker is trained on iBUG 300-W, whose licence excludes commercial use, so it is opt-in
+  (`landmarks="dlib68"`), never the default.
+
+Keypoints. The 5-point model marks the four eye corners and the bottom of the nose. Eye centres
+are the corner midpoints; the nose tip and mouth corners, which the FFHQ quad needs, are taken
+from the 3-D template fitted to those five points (template.py). With `dlib68` (the landmarker
+FFHQ itself was aligned with) eye centres are the eye-contour means, the nose tip is point 30 and
+the mouth corners 48/54, exactly the release's 68-point branch of get_crop_bound.
+
+dlib gives no ArcFace embedding (its 128-d descriptor lives in another space), so this backend
+produces no arcface.npy; the identity embedding needs the antelopev2 model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from smr_core.align.detection import Detection, downscaled
+from smr_core.align.template import KEYPOINT_PARTS, fit_pose, template_points
+from smr_core.errors import WeightsNotFoundError
+
+LandmarkModel = Literal["dlib5", "dlib68"]
+
+_DLIB68_FIT = {
+    36: "eye_l_outer",
+    39: "eye_l_inner",
+    42: "eye_r_inner",
+    45: "eye_r_outer",
+    30: "nose_tip",
+    33: "nose_base",
+    51: "lip_top",
+    48: "mouth_l",
+    54: "mouth_r",
+}
+# dlib's 5-point order: image-right eye outer, inner; image-left eye outer, inner; nose base.
+_DLIB5_PARTS = ("eye_r_outer", "eye_r_inner", "eye_l_outer", "eye_l_inner", "nose_base")
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """Detector settings; the defaults are what the tests measure on skimage's astronaut photo."""
+
+    landmarks: LandmarkModel = "dlib5"
+    detect_max_side: int = 1024  # detect on a copy no larger than this (huge photos)
+    upsample: int = 1  # HOG pyramid upsampling: finds faces down to ~40 px in the copy
+    min_score: float = 0.3  # HOG SVM margin; the astronaut's face scores 1.16, a false hit 0.12
+    cnn_fallback: bool = True  # try the (slower, more pose-tolerant) MMOD CNN when HOG finds nothing
+    cnn_min_score: float = 0.3
+    cnn_upsample: int = 0  # the CNN already finds faces from ~80 px in the copy; upsampling costs 4x
+
+
+def _models_dir() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFoundError(
+            "the offline face backend needs the dlib models: pip install 'dlib-bin==20.0.1.post1' "
+            "'face-recognition-models==0.3.0' (or the project's `align` extra)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+class OfflineBackend:
+    """dlib HOG (+ MMOD CNN fallback) detection and dlib shape-predictor landmarks."""
+
+    name = "offline"
+
+    def __init__(self, config: OfflineConfig = OfflineConfig()) -> None:
+        try:
+            import dlib
+        except ImportError as exc:
+            raise WeightsNotFoundError(
+                "the offline face backend needs dlib: pip install 'dlib-bin==20.0.1.post1' "
+                "'face-recognition-models==0.3.0'"
+            ) from exc
+        self.config = config
+        models = _models_dir()
+        file = (
+            "shape_predictor_5_face_landmarks.dat"
+            if config.landmarks == "dlib5"
+            else ("shape_predictor_68_face_landmarks.dat")
+        )
+        for needed in (file, "mmod_human_face_detector.dat"):
+            if not (models / needed).is_file():
+                raise WeightsNotFoundError(f"{models / needed}: missing; reinstall face-recognition-models==0.3.0")
+        self._dlib = dlib
+        self._hog = dlib.get_frontal_face_detector()
+        self._cnn_path = models / "mmod_human_face_detector.dat"
+        self._cnn = None
+        self._predictor = dlib.shape_predictor(str(models / file))
+
+    @property
+    def info(self) -> dict:
+        """What face.json records about this backend (including the licence caveat)."""
+        licence = (
+            "public domain (dlib-models)" if self.config.landmarks == "dlib5" else "iBUG 300-W: non-commercial use only"
+        )
+        return {
+            "name": self.name,
+            "detector": "dlib HOG frontal_face_detector (MMOD CNN fallback)",
+            "landmarks": f"dlib shape_predictor {self.config.landmarks}",
+            "landmarks_licence": licence,
+            "identity": None,
+        }
+
+    def _boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, str]]:
+        small, factor = downscaled(rgb, self.config.detect_max_side)
+        small = np.ascontiguousarray(small)
+        rects, scores, _ = self._hog.run(small, self.config.upsample, 0.0)
+        found = [
+            (np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) * factor, float(s), "hog")
+            for r, s in zip(rects, scores, strict=True)
+            if s >= self.config.min_score
+        ]
+        if not found and self.config.cnn_fallback:
+            if self._cnn is None:
+                self._cnn = self._dlib.cnn_face_detection_model_v1(str(self._cnn_path))
+            for d in self._cnn(small, self.config.cnn_upsample):
+                if d.confidence >= self.config.cnn_min_score:
+                    r = d.rect
+                    box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) * factor
+                    found.append((box, float(d.confidence), "cnn"))
+        return found
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """All faces, largest box first, with landmarks located on the full-resolution image."""
+        dlib = self._dlib
+        detections = []
+        for box, score, which in self._boxes(rgb):
+            rect = dlib.rectangle(*[int(round(v)) for v in box])
+            shape = self._predictor(rgb, rect)
+            pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+            if self.config.landmarks == "dlib68":
+                idx = list(_DLIB68_FIT)
+                fit_points, fit_parts = pts[idx], tuple(_DLIB68_FIT.values())
+                kps = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
+            else:
+                fit_points, fit_parts = pts, _DLIB5_PARTS
+                predicted = fit_pose(fit_points, fit_parts).project(template_points(KEYPOINT_PARTS))
+                eye_l = 0.5 * (pts[2] + pts[3])
+                eye_r = 0.5 * (pts[0] + pts[1])
+                kps = np.stack([eye_l, eye_r, predicted[2], predicted[3], predicted[4]])
+            detections.append(
+                Detection(
+                    box=box,
+                    score=score,
+                    keypoints=kps,
+                    fit_points=fit_points,
+                    fit_parts=fit_parts,
+                    extra={"detector": which, "landmarks": pts.round(2).tolist()},
+                )
+            )
+        detections.sort(key=lambda d: d.area, reverse=True)
+        return detections
+
+    def embed(self, rgb_crop: np.ndarray) -> np.ndarray | None:
+        """No ArcFace model offline: the caller records why arcface.npy is absent."""
+        return None

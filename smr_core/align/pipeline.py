@@ -1,0 +1,203 @@
+"""photo -> AlignedFace: detect, FFHQ quad, pose/scale refinement, 563 -> 512 crop, white background, ArcFace.
+
+The order and every constant follow the release's demo (SPINMEROUND.md §2.2-§2.3); the pieces
+that need the authors' weights (antelopev2, BiSeNet) have offline stand-ins, and face.json
+records which ones produced the result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from smr_core.align.detection import Detection
+from smr_core.align.errors import NoFaceError
+from smr_core.align.geometry import (
+    CropSpec,
+    PoseLimits,
+    Refinement,
+    check_refinement,
+    crop_final,
+    ffhq_quad,
+    refine_quad,
+)
+from smr_core.align.image import load_image
+from smr_core.align.matting import composite_white, grabcut_mask
+from smr_core.align.offline import OfflineConfig
+from smr_core.align.template import fit_pose
+from smr_core.align.weights import find_align_weights, require_align_weights, resolve_weights_dir
+from smr_core.errors import InputError, WeightsNotFoundError
+from spin_io.aligned import AlignedFace, write_aligned
+
+BackendName = Literal["auto", "antelopev2", "offline"]
+MattingName = Literal["auto", "bisenet", "grabcut"]
+
+
+class FaceBackend(Protocol):
+    """What align_photo needs from a detector/landmarker/recogniser."""
+
+    name: str
+
+    @property
+    def info(self) -> dict: ...
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]: ...
+
+    def embed(self, rgb_crop: np.ndarray) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Everything tunable about alignment; the defaults reproduce the release where it is defined."""
+
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    limits: PoseLimits = field(default_factory=PoseLimits)
+    crop: CropSpec = field(default_factory=CropSpec)
+    matting: MattingName = "auto"
+    refine: bool = True  # PanoHead's pose/scale refinement; False keeps the plain FFHQ quad
+    device: str = "cpu"  # BiSeNet's device
+
+
+def make_backend(
+    backend: BackendName, weights_dir: str | os.PathLike[str] | None = None, config: AlignConfig | None = None
+) -> FaceBackend:
+    """Build the named backend; 'auto' takes antelopev2 when its files are complete, else offline."""
+    config = config or AlignConfig()
+    if backend == "antelopev2":
+        from smr_core.align.antelope import AntelopeBackend
+
+        found = require_align_weights(weights_dir)
+        return AntelopeBackend(found.detector, found.recognition)
+    if backend == "auto":
+        root = resolve_weights_dir(weights_dir)
+        if root is not None and find_align_weights(root).complete:
+            return make_backend("antelopev2", root, config)
+        backend = "offline"
+    if backend == "offline":
+        from smr_core.align.offline import OfflineBackend
+
+        return OfflineBackend(config.offline)
+    raise InputError(f"unknown alignment backend {backend!r}; choose 'auto', 'antelopev2' or 'offline'")
+
+
+def _no_face_message(backend: FaceBackend, config: AlignConfig) -> str:
+    if backend.name == "offline":
+        c = config.offline
+        return (
+            f"no face found: dlib's detector found no face with score >= {c.min_score} (HOG) / {c.cnn_min_score} "
+            f"(CNN) in the photo scaled to at most {c.detect_max_side} px (faces need about 40 px there). "
+            "Use a photo where the face is clearly visible, roughly frontal and not tightly cropped"
+        )
+    return (
+        "no face found: antelopev2's detector found no face with score >= 0.5. Use a photo where the face is "
+        "clearly visible and not tightly cropped (leave some background around the head)"
+    )
+
+
+def _mask(
+    crop: np.ndarray, kps_crop: np.ndarray, parser_path: Path | None, config: AlignConfig
+) -> tuple[np.ndarray, str]:
+    if config.matting == "bisenet" and parser_path is None:
+        raise WeightsNotFoundError(
+            "matting 'bisenet' needs 79999_iter.pth in the weights folder (--weights DIR or SMR_WEIGHTS); "
+            "get it from zllrunning/face-parsing.PyTorch, or use matting 'grabcut'"
+        )
+    if parser_path is not None and config.matting in ("auto", "bisenet"):
+        from smr_core.align.bisenet import load_bisenet, parse_mask
+
+        return parse_mask(load_bisenet(parser_path, config.device), crop), "bisenet"
+    return grabcut_mask(crop, kps_crop), "grabcut"
+
+
+def align_photo(
+    path_or_array: str | os.PathLike[str] | np.ndarray,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    backend: BackendName | FaceBackend = "auto",
+    weights_dir: str | os.PathLike[str] | None = None,
+    face_index: int | None = None,
+    config: AlignConfig | None = None,
+) -> AlignedFace:
+    """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
+
+    `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
+    `backend` may also be a ready FaceBackend instance (reuse one across many photos).
+    Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all InputError) or
+    WeightsNotFoundError; nothing is written unless every step succeeded.
+    """
+    config = config or AlignConfig()
+    source = load_image(path_or_array)
+    face_backend = make_backend(backend, weights_dir, config) if isinstance(backend, str) else backend
+
+    detections = face_backend.detect(source.rgb)
+    if not detections:
+        raise NoFaceError(_no_face_message(face_backend, config))
+    index = 0 if face_index is None else int(face_index)
+    if not 0 <= index < len(detections):
+        raise NoFaceError(
+            f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
+        )
+    det = detections[index]
+
+    quad = ffhq_quad(det.keypoints)
+    fit = fit_pose(det.fit_points, det.fit_parts)
+    refinement = refine_quad(quad, fit)
+    check_refinement(refinement, fit, config.limits)
+    if not config.refine:
+        refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
+        check_refinement(refinement, fit, config.limits)
+    crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
+    kps_crop = det.keypoints @ transform[:, :2].T + transform[:, 2]
+
+    root = resolve_weights_dir(weights_dir)
+    parser_path = find_align_weights(root).parser if root is not None else None
+    mask, matting = _mask(crop, kps_crop, parser_path, config)
+    crop_white = composite_white(crop, mask)
+
+    embedding = face_backend.embed(crop_white)
+    if embedding is None and face_backend.name == "antelopev2":
+        raise NoFaceError(
+            "the face was found in the photo but not again in the 512 px white-background crop, so no ArcFace "
+            "embedding could be computed (the release stops here too); try a photo with a clearer, more frontal face"
+        )
+    note = (
+        ""
+        if embedding is not None
+        else (
+            f"backend '{face_backend.name}' has no ArcFace model: identity conditioning needs the antelopev2 "
+            "weights (re-run with --backend antelopev2 --weights DIR)"
+        )
+    )
+    yaw, pitch, roll = fit.angles_deg
+    backend_info = dict(face_backend.info)
+    backend_info["matting"] = matting
+    face = AlignedFace(
+        crop=crop_white,
+        mask=mask,
+        source_sha256=source.sha256,
+        source_size=(source.rgb.shape[1], source.rgb.shape[0]),
+        keypoints=det.keypoints,
+        crop_transform=transform,
+        head_pose={"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll},
+        backend=backend_info,
+        detector_scores=[d.score for d in detections],
+        face_index=index,
+        arcface=embedding,
+        identity_note=note,
+        extra={
+            "source_name": source.name,
+            "box_px": det.box.round(2).tolist(),
+            "ffhq_quad_px": quad.corners.round(3).tolist(),
+            "final_quad_px": refinement.quad.corners.round(3).tolist(),
+            "refinement": {"s": refinement.s, "t": list(refinement.t), "fit_rms_px": fit.rms_px},
+            "limits": asdict(config.limits),
+            "crop": asdict(config.crop),
+        },
+    )
+    if out_dir is not None:
+        write_aligned(out_dir, face)
+    return face

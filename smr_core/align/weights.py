@@ -1,0 +1,105 @@
+"""Where the authors' alignment components live, and one error that lists whatever is missing.
+
+Layout (the release's `weights/` folder, SPINMEROUND.md §2.1)::
+
+    WEIGHTS/
+      models/antelopev2/scrfd_10g_bnkps.onnx   face detector + 5 keypoints (insightface antelopev2)
+      models/antelopev2/glintr100.onnx         ArcFace (or Arc2Face's arcface.onnx in its place)
+      79999_iter.pth                           BiSeNet face parsing (zllrunning/face-parsing.PyTorch)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from smr_core.errors import WeightsNotFoundError
+
+DETECTOR_FILES = ("scrfd_10g_bnkps.onnx",)
+RECOGNITION_FILES = ("arcface.onnx", "glintr100.onnx")  # Arc2Face's README swaps glintr100 for arcface.onnx
+PARSER_FILE = "79999_iter.pth"
+
+WHERE_TO_GET = {
+    "antelopev2": "the insightface 'antelopev2' model pack (insightface model zoo; Arc2Face's README also links "
+    "it) unpacked into WEIGHTS/models/antelopev2/",
+    "arcface": "glintr100.onnx from antelopev2, or Arc2Face's arcface.onnx (huggingface FoivosPar/Arc2Face), in "
+    "WEIGHTS/models/antelopev2/",
+    "parser": "79999_iter.pth from zllrunning/face-parsing.PyTorch (the link in SpinMeRound's "
+    "weights/place_weights_here.md), in WEIGHTS/",
+}
+
+
+@dataclass(frozen=True)
+class AlignWeights:
+    """Resolved paths of the production alignment components (None where absent)."""
+
+    root: Path
+    detector: Path | None
+    recognition: Path | None
+    parser: Path | None
+
+    @property
+    def complete(self) -> bool:
+        return self.detector is not None and self.recognition is not None and self.parser is not None
+
+    def missing(self) -> list[str]:
+        """One line per missing component: the path expected and where to get it."""
+        pack = self.root / "models" / "antelopev2"
+        lines = []
+        if self.detector is None:
+            lines.append(f"{pack / DETECTOR_FILES[0]}: {WHERE_TO_GET['antelopev2']}")
+        if self.recognition is None:
+            lines.append(f"{pack / RECOGNITION_FILES[1]} (or {RECOGNITION_FILES[0]}): {WHERE_TO_GET['arcface']}")
+        if self.parser is None:
+            lines.append(f"{self.root / PARSER_FILE}: {WHERE_TO_GET['parser']}")
+        return lines
+
+
+def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The explicit folder, else $SMR_WEIGHTS, else None."""
+    if weights_dir is not None:
+        return Path(weights_dir)
+    env = os.environ.get("SMR_WEIGHTS")
+    return Path(env) if env else None
+
+
+def find_align_weights(root: Path) -> AlignWeights:
+    """Look up each component under `root` without raising."""
+    pack = root / "models" / "antelopev2"
+
+    def first(names: tuple[str, ...], folder: Path) -> Path | None:
+        return next((folder / n for n in names if (folder / n).is_file()), None)
+
+    return AlignWeights(
+        root=root,
+        detector=first(DETECTOR_FILES, pack),
+        recognition=first(RECOGNITION_FILES, pack),
+        parser=first((PARSER_FILE,), root),
+    )
+
+
+def require_align_weights(weights_dir: str | os.PathLike[str] | None) -> AlignWeights:
+    """The complete set for backend='antelopev2', or WeightsNotFoundError listing every missing file."""
+    root = resolve_weights_dir(weights_dir)
+    if root is None:
+        raise WeightsNotFoundError(
+            "backend 'antelopev2' needs the authors' alignment weights: pass --weights DIR (or set SMR_WEIGHTS) "
+            "pointing at a folder laid out like SpinMeRound's weights/, or use backend 'offline'.\n  "
+            + "\n  ".join(find_align_weights(Path("WEIGHTS")).missing())
+        )
+    found = find_align_weights(root)
+    if not found.complete:
+        raise WeightsNotFoundError(
+            f"alignment weights incomplete in {root}; missing:\n  "
+            + "\n  ".join(found.missing())
+            + "\nor use backend 'offline' (no downloads, no ArcFace embedding)"
+        )
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise WeightsNotFoundError(
+            "backend 'antelopev2' runs its ONNX models with onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu, never both)"
+        ) from exc
+    return found
