@@ -80,11 +80,37 @@ def check_devices() -> list[Check]:
 
 def check_weights(weights_dir: str | None) -> list[Check]:
     """Which of the release's weight files are found, using smr_core's own discovery code."""
+    if not weights_dir:
+        return [Check("weights", "warn", "no folder given",
+                      "pass --weights DIR or set SMR_WEIGHTS=DIR (README: Weights); "
+                      "without weights only --tiny-random diffusion and offline alignment run")]
     try:
-        from smr_core.weights import describe_weights
+        from smr_core.weights import inspect_weights
     except ImportError as exc:  # smr_core broken or partially installed
         return [Check("weights", "missing", f"smr_core not importable ({exc})", "reinstall spin-to-mesh")]
-    return [Check(name, status, detail, fix) for name, status, detail, fix in describe_weights(weights_dir)]
+    if not Path(weights_dir).expanduser().is_dir():
+        return [Check("weights", "missing", f"{weights_dir}: no such folder",
+                      "check --weights / SMR_WEIGHTS; README: Weights shows the layout")]
+    layout = inspect_weights(weights_dir)
+    found = {
+        "checkpoint (spmr.ckpt)": layout.checkpoint,
+        "Arc2Face encoder": layout.encoder,
+        "UNet (converted)": layout.unet,
+        "VAE (converted)": layout.vae,
+        "antelopev2": layout.antelopev2,
+        "BiSeNet": layout.bisenet,
+    }
+    if layout.kind == "converted":
+        found.pop("checkpoint (spmr.ckpt)")
+    else:
+        found.pop("UNet (converted)")
+        found.pop("VAE (converted)")
+    checks = [Check("layout", "ok", f"{layout.kind} ({layout.root})")]
+    checks += [Check(name, "ok", str(path)) for name, path in found.items() if path is not None]
+    for m in layout.missing:
+        status = "missing" if m.needed_for == "diffusion" else "warn"
+        checks.append(Check(m.path.name, status, f"{m.path} not found ({m.needed_for})", f"get it from {m.source}"))
+    return checks
 
 
 def check_tools() -> list[Check]:

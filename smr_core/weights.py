@@ -1,0 +1,190 @@
+"""Finding SpinMeRound weights on disk: the official release layout or our converted folder.
+
+Official (SPINMEROUND.md §2.1), DIR from --weights or $SMR_WEIGHTS:
+    DIR/spmr.ckpt (or spmr.safetensors)   diffusion model: UNet + VAE (+ optional conditioner)
+    DIR/models/encoder/                   Arc2Face CLIP text encoder (config.json + weights)
+    DIR/models/antelopev2/*.onnx          face detection + ArcFace (alignment only)
+    DIR/79999_iter.pth                    BiSeNet face parsing (alignment only)
+Converted (`spin-to-mesh weights convert`):
+    DIR/spinmeround.json, DIR/unet/, DIR/vae/, DIR/text_encoder/ (diffusers/transformers folders)
+    plus the same alignment files if they were copied along.
+
+Missing files raise ONE WeightsNotFoundError that lists every file and where to get it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from smr_core.errors import WeightsNotFoundError
+
+ENV_VAR = "SMR_WEIGHTS"
+MANIFEST = "spinmeround.json"
+CHECKPOINT_NAMES = ("spmr.ckpt", "spmr.safetensors")
+ENCODER_DIR = Path("models") / "encoder"
+ANTELOPE_DIR = Path("models") / "antelopev2"
+BISENET_FILE = "79999_iter.pth"
+WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
+DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+SOURCES = {
+    "spmr.ckpt": "the SpinMeRound authors' release (Google Drive link in the README of "
+    "https://github.com/spin-me-round/SpinMeRound)",
+    "encoder": "Hugging Face FoivosPar/Arc2Face, subfolder 'encoder' (e.g. `huggingface-cli download "
+    "FoivosPar/Arc2Face --include 'encoder/*' --local-dir DIR/models`)",
+}
+
+
+@dataclass(frozen=True)
+class MissingFile:
+    """One absent file or folder: where it should be, what needs it, where to get it."""
+
+    path: Path
+    needed_for: Literal["diffusion", "alignment"]
+    source: str
+
+    def line(self) -> str:
+        return f"  - {self.path} ({self.needed_for}): get it from {self.source}"
+
+
+@dataclass(frozen=True)
+class WeightsLayout:
+    """What `find_weights` found: the layout kind and the path of each component."""
+
+    root: Path
+    kind: Literal["official", "converted"]
+    checkpoint: Path | None  # official: spmr.ckpt / spmr.safetensors
+    encoder: Path | None  # official: models/encoder/; converted: text_encoder/
+    unet: Path | None = None  # converted only
+    vae: Path | None = None  # converted only
+    antelopev2: Path | None = None
+    bisenet: Path | None = None
+    missing: tuple[MissingFile, ...] = field(default=())
+
+    @property
+    def diffusion_complete(self) -> bool:
+        return not any(m.needed_for == "diffusion" for m in self.missing)
+
+    @property
+    def alignment_complete(self) -> bool:
+        return not any(m.needed_for == "alignment" for m in self.missing)
+
+
+def _has_weights(folder: Path, names: tuple[str, ...]) -> bool:
+    return (folder / "config.json").is_file() and any((folder / n).is_file() for n in names)
+
+
+def detect_kind(root: Path) -> Literal["official", "converted"]:
+    """A folder with spinmeround.json or unet/ is ours; anything else is read as the official layout."""
+    if (root / MANIFEST).is_file() or (root / "unet").is_dir():
+        return "converted"
+    return "official"
+
+
+def _alignment(root: Path) -> tuple[Path | None, Path | None, list[MissingFile]]:
+    """Alignment files, judged by smr_core.align's own lookup (one source of truth for their names)."""
+    from smr_core.align.weights import DETECTOR_FILES, RECOGNITION_FILES, WHERE_TO_GET, find_align_weights
+
+    found = find_align_weights(root)
+    pack = root / ANTELOPE_DIR
+    missing: list[MissingFile] = []
+    if found.detector is None:
+        missing.append(MissingFile(pack / DETECTOR_FILES[0], "alignment", WHERE_TO_GET["antelopev2"]))
+    if found.recognition is None:
+        names = " or ".join(reversed(RECOGNITION_FILES))
+        missing.append(MissingFile(pack / f"{{{names}}}", "alignment", WHERE_TO_GET["arcface"]))
+    if found.parser is None:
+        missing.append(MissingFile(root / BISENET_FILE, "alignment", WHERE_TO_GET["parser"]))
+    antelope = pack if found.detector is not None and found.recognition is not None else None
+    return antelope, found.parser, missing
+
+
+def inspect_weights(root: str | os.PathLike[str]) -> WeightsLayout:
+    """Describe a weights folder without raising: what is found where and what is missing."""
+    root = Path(root).expanduser()
+    antelope, bisenet, missing = _alignment(root)
+    if detect_kind(root) == "converted":
+        parts: dict[str, Path | None] = {}
+        for name, names in (("unet", DIFFUSERS_WEIGHT_NAMES), ("vae", DIFFUSERS_WEIGHT_NAMES)):
+            folder = root / name
+            parts[name] = folder if _has_weights(folder, names) else None
+            if parts[name] is None:
+                missing.insert(0, MissingFile(folder, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
+        encoder = root / "text_encoder"
+        if not _has_weights(encoder, WEIGHT_FILE_NAMES):
+            missing.insert(0, MissingFile(encoder, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
+        if not (root / MANIFEST).is_file():
+            missing.insert(0, MissingFile(root / MANIFEST, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
+        return WeightsLayout(
+            root=root,
+            kind="converted",
+            checkpoint=None,
+            encoder=encoder if _has_weights(encoder, WEIGHT_FILE_NAMES) else None,
+            unet=parts["unet"],
+            vae=parts["vae"],
+            antelopev2=antelope,
+            bisenet=bisenet,
+            missing=tuple(missing),
+        )
+    diffusion_missing: list[MissingFile] = []
+    checkpoint = next((root / n for n in CHECKPOINT_NAMES if (root / n).is_file()), None)
+    if checkpoint is None:
+        diffusion_missing.append(MissingFile(root / CHECKPOINT_NAMES[0], "diffusion", SOURCES["spmr.ckpt"]))
+    encoder = root / ENCODER_DIR
+    encoder_found = encoder if _has_weights(encoder, WEIGHT_FILE_NAMES) else None
+    if encoder_found is None:
+        diffusion_missing.append(
+            MissingFile(encoder / "{config.json, model.safetensors}", "diffusion", SOURCES["encoder"])
+        )
+    return WeightsLayout(
+        root=root,
+        kind="official",
+        checkpoint=checkpoint,
+        encoder=encoder_found,
+        antelopev2=antelope,
+        bisenet=bisenet,
+        missing=tuple(diffusion_missing + missing),
+    )
+
+
+def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
+    """--weights DIR, else $SMR_WEIGHTS; neither -> WeightsNotFoundError saying what to set."""
+    if weights_dir is not None and str(weights_dir) != "":
+        return Path(weights_dir).expanduser()
+    env = os.environ.get(ENV_VAR, "")
+    if env:
+        return Path(env).expanduser()
+    from smr_core.align.weights import WHERE_TO_GET
+
+    needed = [
+        MissingFile(Path("DIR") / CHECKPOINT_NAMES[0], "diffusion", SOURCES["spmr.ckpt"]),
+        MissingFile(Path("DIR") / ENCODER_DIR, "diffusion", SOURCES["encoder"]),
+        MissingFile(Path("DIR") / ANTELOPE_DIR / "*.onnx", "alignment", WHERE_TO_GET["antelopev2"]),
+        MissingFile(Path("DIR") / BISENET_FILE, "alignment", WHERE_TO_GET["parser"]),
+    ]
+    raise WeightsNotFoundError(
+        f"no weights folder given: pass --weights DIR or set {ENV_VAR}=DIR, where DIR holds\n"
+        + "\n".join(m.line() for m in needed)
+    )
+
+
+def find_weights(weights_dir: str | os.PathLike[str] | None = None, require_alignment: bool = False) -> WeightsLayout:
+    """Locate the weights; raise one WeightsNotFoundError listing every missing file.
+
+    Alignment files (antelopev2, BiSeNet) are only required with require_alignment=True; otherwise
+    they are reported in `layout.missing` for the caller to mention.
+    """
+    root = resolve_weights_dir(weights_dir)
+    if not root.is_dir():
+        raise WeightsNotFoundError(f"weights folder {root} does not exist; pass --weights DIR or set {ENV_VAR}")
+    layout = inspect_weights(root)
+    fatal = [m for m in layout.missing if m.needed_for == "diffusion" or require_alignment]
+    if fatal:
+        # list every missing file, the optional ones too, so one download round fixes the folder
+        raise WeightsNotFoundError(
+            f"incomplete {layout.kind} weights folder {root}; missing:\n" + "\n".join(m.line() for m in layout.missing)
+        )
+    return layout
