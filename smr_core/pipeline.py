@@ -1,0 +1,685 @@
+"""SpinMeRound inference: aligned photo (or identity alone) -> a ViewSet of posed RGB, normal and mask views.
+
+SPINMEROUND.md §2.4-§2.7. The run, in order:
+
+1. normals retrieval for the input view (§2.4): a single-view fp32 run on the DDPM sigmas, the RGB
+   half pulled to the encoded photo by masked-L2 guidance; the normals half becomes the input's normal map;
+2. multi-view passes (§2.5, §2.6, plan in smr_core.views): Euler-EDM with CFG 3.5 over <= 16 frames,
+   conditioning views clamped to their clean latents, one initial noise tensor shared by every target
+   (the release's choice, §7.1) unless same_noise is off; the UNet runs under bf16/fp16 autocast on
+   CUDA, the VAE always in fp32;
+3. one batched VAE decode of every generated view, masks from the white background, the ViewSet.
+
+Speed: everything stays on the device; the identity context, the grey-image latent and every camera's
+ray map are computed once per run; the VAE encodes the photo, its normals and the grey image in one
+batch and decodes all views in batches. Noise is drawn from a CPU generator (a seed gives the same
+run on any device).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from smr_core.cameras import (
+    FOV_DEG,
+    IMAGE_SIZE,
+    RADIUS,
+    YAW_DIRECTION,
+    YAW_DIRECTION_NOTE,
+    ViewCamera,
+    default_cameras,
+    model_angles,
+    pixel_intrinsics,
+)
+from smr_core.errors import InputError, WeightsNotFoundError
+from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes, unit_normals, white_background_mask
+
+Progress = Callable[[str, int, int], None]
+
+LATENT_SIZE = 64  # the pose maps are hard-wired to 64x64 latents, i.e. 512 px images (§2.2.6)
+TINY_RANDOM_WARNING = (
+    "TINY RANDOM WEIGHTS: these views come from an untrained, randomly initialised toy network and are "
+    "MEANINGLESS; they only exercise the pipeline. Use the released weights for real views."
+)
+NORMAL_FRAME_NOTE = {
+    "camera": "assumed: normals in each view's OpenGL camera axes (+X right, +Y up, +Z towards the camera; a surface "
+    "facing the camera is blue). For the input view camera and world axes coincide. The training normal encoding "
+    "is not published (SPINMEROUND.md §9.8): unverified without real weights; recon checks it on the data.",
+    "world": "assumed: normals in the ViewSet's world axes (= the input view's camera axes). The training normal "
+    "encoding is not published (SPINMEROUND.md §9.8): unverified without real weights; recon checks it on the data.",
+}
+IDENTITY_NEEDED = (
+    "SpinMeRound is conditioned on the ArcFace identity of the face, which only the antelopev2 recognition model "
+    "provides. Put the antelopev2 models in WEIGHTS/models/antelopev2/ and align with them (`spin-to-mesh views "
+    "PHOTO --weights WEIGHTS`, or `spin-to-mesh align PHOTO -o DIR --backend antelopev2 --weights WEIGHTS`), or "
+    "pass --tiny-random to exercise the pipeline with a random identity"
+)
+
+
+class ViewsConfig(BaseModel):
+    """Everything that shapes one multi-view generation; the defaults are the release's where it has one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_views: int = Field(
+        8, ge=1, le=64, description="Views per ring, evenly spaced in yaw; the input is one of the eye-level ring's."
+    )
+    pitch_rings_deg: tuple[float, ...] = Field(
+        (0.0, 20.0, -15.0),
+        min_length=1,
+        max_length=8,
+        description="Elevation of each ring in degrees (0 = eye level, > 0 = from above); the defaults add the "
+        "crown and the chin. Views beyond one 16-frame pass are generated in further passes.",
+    )
+    seed: int = Field(42, ge=0, le=2**63 - 1, description="Seed of every random draw (the release fixes 42).")
+    cfg_scale: float = Field(3.5, ge=1.0, le=20.0, description="Classifier-free guidance scale (release 3.5).")
+    steps: int = Field(50, ge=2, le=1000, description="Euler-EDM steps of each multi-view pass (release 50).")
+    normals_steps: int = Field(50, ge=1, le=1000, description="Steps of the normals retrieval run (release 50).")
+    normals_guidance: float = Field(1e5, ge=0.0, description="Masked-L2 guidance weight of the normals run (1e5).")
+    same_noise: bool = Field(
+        True, description="One initial noise tensor for every target view (release); False: independent noise."
+    )
+    encode: Literal["sample", "mean"] = Field(
+        "sample", description="VAE posterior sample (release) or its mean (deterministic conditioning)."
+    )
+    max_frames: int = Field(MAX_FRAMES, ge=2, le=MAX_FRAMES, description="Frames per joint pass (<= 16, as trained).")
+    camera_encoding: Literal["angles", "rays"] = Field(
+        "angles",
+        description="How a camera is told to the model: (elevation, azimuth) as angles (default) or the exact ray "
+        "map of the camera; smr_core.cameras explains both readings (unverifiable without weights).",
+    )
+    normal_frame: Literal["camera", "world"] = Field("camera", description="Declared frame of the generated normals.")
+    condition_on_photo: bool = Field(
+        True, description="False: identity-only generation (the photo gives only its ArcFace embedding)."
+    )
+    mask_threshold: int = Field(WHITE_THRESHOLD, ge=1, le=255, description="Background = all channels >= this.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Autocast dtype of the multi-view UNet: auto = bf16 on CUDA, fp32 on CPU. The normals run and "
+        "the VAE are always fp32.",
+    )
+    decode_batch: int = Field(8, ge=1, le=64, description="Latents decoded per VAE call (memory vs speed).")
+
+    @field_validator("pitch_rings_deg")
+    @classmethod
+    def _rings(cls, rings: tuple[float, ...]) -> tuple[float, ...]:
+        for e in rings:
+            if not (math.isfinite(e) and -90.0 < e < 90.0):
+                raise ValueError(f"ring elevation {e} must lie strictly between -90 and 90 degrees")
+        if len(set(rings)) != len(rings):
+            raise ValueError(f"ring elevations must be distinct, got {list(rings)}")
+        return tuple(float(e) for e in rings)
+
+    def cameras(self, with_input: bool) -> list[ViewCamera]:
+        """The requested cameras (input first when there is one)."""
+        return default_cameras(self.num_views, self.pitch_rings_deg, with_input=with_input)
+
+
+@dataclass
+class ViewsResult:
+    """What one generation produced, per camera (index = camera index)."""
+
+    cameras: list[ViewCamera]
+    rgb: np.ndarray  # (V, 512, 512, 3) uint8; the input's entry is the photo itself
+    normals: np.ndarray  # (V, 512, 512, 3) float32 in [-1, 1] as decoded (not yet unit length)
+    latents: Any  # (V, 8, 64, 64) float32 CPU tensor: RGB latent (0-3) + normals latent (4-7)
+    passes: list[ViewPass]
+    model_angles: list[tuple[float, float, float]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+class _Counter:
+    """Turns per-stage steps into one (stage, done, total) stream for a single progress bar."""
+
+    def __init__(self, total: int, progress: Progress | None, offset: int = 0, grand_total: int | None = None) -> None:
+        self.done = offset
+        self.total = grand_total if grand_total is not None else total
+        self.progress = progress
+
+    def __call__(self, stage: str, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(stage, self.done, self.total)
+
+
+def _sync(device: Any) -> None:
+    """Wait for queued CUDA work, so that stage timings measure the work and not its launch."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast_dtype(precision: str, device: Any) -> Any:
+    import torch
+
+    if precision == "fp32" or (precision == "auto" and torch.device(device).type != "cuda"):
+        return None
+    return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class SpinMeRoundPipeline:
+    """The two SpinMeRound runs around one set of networks (diffusers-style: from_pretrained, .to, seedable).
+
+    unet: (N, 153, H, W), c_noise (N,), context (N, 77, D), num_frames -> (N, 8, H, W) (smr_core.unet.MultiViewUNet
+    or any stand-in with that call); vae: smr_core.vae.LatentVAE; identity_encoder: smr_core.identity.IdentityEncoder.
+    """
+
+    def __init__(
+        self,
+        unet: Any,
+        vae: Any,
+        identity_encoder: Any,
+        *,
+        weights_info: dict[str, Any] | None = None,
+        ray_cache: dict[tuple[float, float, float], Any] | None = None,
+    ) -> None:
+        self.unet = unet
+        self.vae = vae
+        self.identity_encoder = identity_encoder
+        self.weights_info = dict(weights_info or {"weights_id": "unknown"})
+        # model angles -> ray map (144, 64, 64) on the CPU: ~0.1 s each to build, reused by every later run
+        self.ray_cache = {} if ray_cache is None else ray_cache
+
+    def ray_maps(self, angles: Sequence[tuple[float, float, float]]) -> Any:
+        """(V, 144, 64, 64) ray maps on the device, built once per distinct camera and kept for later runs."""
+        import torch
+
+        from smr_core.pose import pose_map
+
+        for a in angles:
+            if a not in self.ray_cache:
+                self.ray_cache[a] = pose_map(*a)
+        return torch.stack([self.ray_cache[a] for a in angles]).to(self.device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights_dir: str | os.PathLike[str] | None = None,
+        *,
+        device: str | None = None,
+        use_ema: bool | None = None,
+    ) -> SpinMeRoundPipeline:
+        """Load the official release (or a converted folder) strictly, fp32, onto `device` (default: CUDA if any)."""
+        import torch
+
+        from smr_core.checkpoint import file_sha256, load_spinmeround
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        models = load_spinmeround(weights_dir, device=device, dtype=torch.float32, use_ema=use_ema)
+        info: dict[str, Any] = {
+            "weights_id": models.weights_id,
+            "use_ema": models.use_ema,
+            "layout": models.layout.kind,
+        }
+        if models.layout.checkpoint is not None:
+            info["checkpoint"] = models.layout.checkpoint.name
+            info["checkpoint_sha256"] = file_sha256(models.layout.checkpoint)  # memoised by the loader
+        return cls(models.unet, models.vae, models.identity_encoder, weights_info=info)
+
+    @property
+    def device(self) -> Any:
+        return self.vae.device
+
+    def to(self, device: Any) -> SpinMeRoundPipeline:
+        for module in (self.unet, self.vae, self.identity_encoder):
+            if hasattr(module, "to"):
+                module.to(device)
+        return self
+
+    # ------------------------------------------------------------------ pieces
+
+    def encode_identity(self, id_emb: Any) -> tuple[Any, Any]:
+        """(context, unconditional context), each (1, 77, D): Arc2Face on the ArcFace vector and on ""."""
+        import torch
+
+        emb = torch.as_tensor(np.asarray(id_emb, np.float32)).reshape(1, -1).to(self.device)
+        return self.identity_encoder(emb), self.identity_encoder.unconditional(1)
+
+    def retrieve_normals(
+        self,
+        image: Any,
+        context: Any,
+        *,
+        steps: int = 50,
+        weight: float = 1e5,
+        sample: bool = True,
+        generator: Any = None,
+        step: Callable[[], None] | None = None,
+    ) -> Any:
+        """§2.4: the input view's normal map (1, 3, 512, 512) in [-1, 1] from image (1, 3, 512, 512) in [-1, 1].
+
+        fp32 throughout (no autocast), DDPM sigmas, D_rgb pulled towards the encoded photo.
+        """
+        import torch
+
+        from smr_core.denoiser import Denoiser
+        from smr_core.discretization import legacy_ddpm_sigmas
+        from smr_core.sampling import sample_guided_normals
+
+        z = self.vae.encode(image, sample=sample, generator=generator)
+        noise = torch.randn((1, 8, LATENT_SIZE, LATENT_SIZE), generator=generator).to(self.device)
+        ones = torch.ones(1, 1, LATENT_SIZE, LATENT_SIZE, device=self.device)
+        rays = torch.cat([self.ray_maps([(0.0, 0.0, 0.0)]), ones], dim=1)  # the frontal camera, a target (§2.4)
+        denoiser_fn = Denoiser(self.unet).conditioned(rays, context, 1)
+        mask = torch.tensor([1.0] * 4 + [0.0] * 4, device=self.device).view(1, 8, 1, 1)
+        x0 = sample_guided_normals(
+            denoiser_fn,
+            noise,
+            legacy_ddpm_sigmas(steps),
+            z.repeat(1, 2, 1, 1),
+            mask,
+            weight=weight,
+            callback=(lambda _: step()) if step is not None else None,
+        )
+        return self.vae.decode(x0[:, 4:])
+
+    # ------------------------------------------------------------------ the whole run
+
+    def work_units(self, cameras: Sequence[ViewCamera], config: ViewsConfig, with_photo: bool) -> int:
+        """Progress units of generate(): network steps plus VAE decode batches."""
+        n_passes = len(plan_passes(cameras, config.max_frames))
+        targets = sum(not c.is_input for c in cameras)
+        decodes = math.ceil(2 * targets / config.decode_batch)
+        return (config.normals_steps if with_photo else 0) + config.steps * n_passes + decodes
+
+    def generate(
+        self,
+        image: np.ndarray | None,
+        id_emb: np.ndarray,
+        cameras: Sequence[ViewCamera],
+        config: ViewsConfig,
+        *,
+        progress: Progress | None = None,
+        progress_offset: int = 0,
+        progress_total: int | None = None,
+    ) -> ViewsResult:
+        """Generate every camera's view. image: the aligned 512x512x3 uint8 crop (None = identity-only).
+
+        With an image, exactly one camera must be the input (is_input) and it is conditioned on, never generated.
+        progress(stage, done, total) is called after every network step and decode batch.
+        """
+        import torch
+
+        from smr_core.denoiser import Denoiser
+        from smr_core.discretization import edm_sigmas
+        from smr_core.guidance import Conditioning
+        from smr_core.sampling import sample_spinmeround
+
+        cameras = list(cameras)
+        inputs = [i for i, c in enumerate(cameras) if c.is_input]
+        if image is not None:
+            image = np.asarray(image)
+            if image.shape != (IMAGE_SIZE, IMAGE_SIZE, 3) or image.dtype != np.uint8:
+                raise InputError(
+                    f"the input view must be the aligned {IMAGE_SIZE}x{IMAGE_SIZE}x3 uint8 crop (crop.png), got "
+                    f"{image.shape} {image.dtype}; the pose maps only exist for 512 px images"
+                )
+            if len(inputs) != 1:
+                raise InputError("with a photo, exactly one camera must be the input view (is_input=True)")
+        elif inputs:
+            raise InputError("identity-only generation has no input view: no camera may have is_input=True")
+        passes = plan_passes(cameras, config.max_frames)
+        angles = [model_angles(c, config.camera_encoding) for c in cameras]
+        counter = _Counter(self.work_units(cameras, config, image is not None), progress, progress_offset,
+                           progress_total)
+        timings: dict[str, float] = {}
+        device = self.device
+        sample = config.encode == "sample"
+        with torch.no_grad():
+            generator = torch.Generator("cpu").manual_seed(config.seed)
+            input_noise = torch.randn((1, 8, LATENT_SIZE, LATENT_SIZE), generator=generator)  # drawn first (§2.5.1)
+            context, uncond = self.encode_identity(id_emb)
+            latents: dict[int, torch.Tensor] = {}
+            grey = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)  # the release's all-zero "empty image"
+            normal_in = None
+            if image is not None:
+                t0 = time.perf_counter()
+                x_in = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].to(device, torch.float32) / 127.5 - 1.0
+                normal_in = self.retrieve_normals(
+                    x_in, context, steps=config.normals_steps, weight=config.normals_guidance, sample=sample,
+                    generator=generator, step=lambda: counter("normals"),
+                )
+                z = self.vae.encode(torch.cat([x_in, normal_in, grey]), sample=sample, generator=generator)
+                latents[inputs[0]] = torch.cat([z[0], z[1]])
+                empty = z[2:3].repeat(1, 2, 1, 1)
+                _sync(device)
+                timings["normals"] = time.perf_counter() - t0
+            else:
+                empty = self.vae.encode(grey, sample=sample, generator=generator).repeat(1, 2, 1, 1)
+            rays = self.ray_maps(angles)
+            denoiser = Denoiser(self.unet, autocast_dtype=_autocast_dtype(config.precision, device))
+            sigmas = edm_sigmas(config.steps)
+            for p, view_pass in enumerate(passes):
+                t0 = time.perf_counter()
+                n_cond, n_target = len(view_pass.conditioning), len(view_pass.targets)
+                if config.same_noise:
+                    noise = input_noise.expand(n_target, -1, -1, -1)
+                else:
+                    noise = torch.randn((n_target, 8, LATENT_SIZE, LATENT_SIZE), generator=generator)
+                clean = [latents[i] for i in view_pass.conditioning]
+                x = torch.cat(([torch.stack(clean)] if clean else []) + [noise.to(device)])
+                mask = torch.ones(len(view_pass.frames), 1, LATENT_SIZE, LATENT_SIZE, device=device)
+                mask[:n_cond] = 0.0
+                cond_images = torch.cat([rays[list(view_pass.frames)], mask], dim=1)
+                stage = f"views pass {p + 1}/{len(passes)}"
+                out = sample_spinmeround(
+                    denoiser,
+                    x,
+                    sigmas,
+                    Conditioning(cond_images, context),
+                    uncond,
+                    empty,
+                    config.cfg_scale,
+                    conditioning_frames=list(range(n_cond)),
+                    num_frames=len(view_pass.frames),
+                    generator=generator,
+                    callback=lambda _, stage=stage: counter(stage),
+                )
+                for k, i in enumerate(view_pass.targets):
+                    latents[i] = out[n_cond + k]
+                _sync(device)
+                timings[f"pass_{p + 1}"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            order = [i for i in range(len(cameras)) if not cameras[i].is_input]
+            stacked = torch.stack([latents[i] for i in order]) if order else torch.zeros(0, 8, LATENT_SIZE, LATENT_SIZE)
+            halves = torch.cat([stacked[:, :4], stacked[:, 4:]])  # all RGB latents, then all normal latents
+            decoded = []
+            for chunk in halves.split(config.decode_batch):
+                decoded.append(self.vae.decode(chunk).float().cpu())
+                counter("decode")
+            images = torch.cat(decoded) if decoded else torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE)
+            timings["decode"] = time.perf_counter() - t0
+
+        n = len(cameras)
+        rgb = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        normals = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+        hwc = images.permute(0, 2, 3, 1).numpy()
+        for k, i in enumerate(order):
+            rgb[i] = np.round((hwc[k] + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+            normals[i] = hwc[len(order) + k]
+        if image is not None and normal_in is not None:
+            rgb[inputs[0]] = image  # the photo itself, not its VAE reconstruction (recon wants the sharp input)
+            normals[inputs[0]] = normal_in[0].permute(1, 2, 0).float().cpu().numpy()
+        all_latents = torch.zeros(n, 8, LATENT_SIZE, LATENT_SIZE)
+        for i, lat in latents.items():
+            all_latents[i] = lat.float().cpu()
+        return ViewsResult(cameras, rgb, normals, all_latents, passes, angles, timings)
+
+
+# ---------------------------------------------------------------------- ViewSet writing
+
+
+def random_identity(seed: int) -> np.ndarray:
+    """A random L2-normalised 512-d vector (tiny-random mode only: it is no one's identity)."""
+    v = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def build_viewset(
+    result: ViewsResult,
+    config: ViewsConfig,
+    *,
+    input_mask: np.ndarray | None = None,
+    generation: dict[str, Any] | None = None,
+) -> Any:
+    """ViewSet (spin_io.viewset) of a result: real cameras, masks (input: the aligned mask), unit normals."""
+    from spin_io.viewset import ViewFrame, ViewSet
+
+    fl_x, fl_y, cx, cy = pixel_intrinsics()
+    frames = []
+    for i, cam in enumerate(result.cameras):
+        if cam.is_input and input_mask is not None:
+            mask = np.asarray(input_mask) > 127
+        else:
+            mask = white_background_mask(result.rgb[i], config.mask_threshold)
+        frames.append(
+            ViewFrame(
+                rgb=result.rgb[i],
+                mask=mask,
+                c2w=cam.c2w(RADIUS),
+                fl_x=fl_x,
+                fl_y=fl_y,
+                cx=cx,
+                cy=cy,
+                azimuth_deg=cam.azimuth_deg,
+                elevation_deg=cam.elevation_deg,
+                normal=unit_normals(result.normals[i], mask),
+                normal_frame=config.normal_frame,
+                is_input=cam.is_input,
+            )
+        )
+    return ViewSet(frames=frames, yaw_direction=YAW_DIRECTION, generation=dict(generation or {}))
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "transforms.json")
+                                                       .is_file())):
+        raise InputError(
+            f"{out_dir} exists and is not a ViewSet folder; refusing to replace it. Choose an empty or new folder"
+        )
+
+
+def _replace_dir(tmp: Path, dst: Path) -> None:
+    """Move a finished folder into place; an older ViewSet there is removed only after the swap."""
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{dst.name}-", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+
+
+def _load_identity(identity: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
+    if isinstance(identity, np.ndarray):
+        emb = identity
+    else:
+        try:
+            emb = np.load(Path(identity), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the ArcFace embedding {identity}: {exc}; pass a 512-float .npy") from exc
+    emb = np.asarray(emb, np.float32).reshape(-1)
+    norm = float(np.linalg.norm(emb)) if emb.size else 0.0
+    if emb.shape != (512,) or not np.isfinite(norm) or norm == 0.0:
+        raise InputError(f"an ArcFace embedding must be 512 finite floats, not all zero; got shape {emb.shape}")
+    return (emb / norm).astype(np.float32)
+
+
+def generate_viewset(
+    aligned_dir: Path | None,
+    out_dir: Path,
+    config: ViewsConfig,
+    *,
+    weights_dir: Path | None = None,
+    tiny_random: bool = False,
+    device: str | None = None,
+    progress: Progress | None = None,
+    identity: str | os.PathLike[str] | np.ndarray | None = None,
+) -> Path:
+    """AlignedFace folder -> ViewSet folder `out_dir` (written atomically: complete or absent). Returns out_dir.
+
+    aligned_dir None (or config.condition_on_photo False) is identity-only generation; the identity is then
+    `identity` (an arcface.npy path or array) or, in tiny_random mode only, a random unit vector. tiny_random
+    runs tiny untrained networks written to a temporary folder: the views are meaningless and labelled so.
+    progress(stage, done, total) reports one stream over the whole run.
+    Raises InputError / WeightsNotFoundError / ContractError before anything is written.
+    """
+    import torch
+
+    from spin_io.aligned import read_aligned
+
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    face = read_aligned(aligned_dir) if aligned_dir is not None else None
+    if identity is not None:
+        id_emb, id_source = _load_identity(identity), "given ArcFace embedding"
+    elif face is not None and face.arcface is not None:
+        id_emb, id_source = face.arcface, "arcface.npy of the aligned photo (antelopev2 ArcFace)"
+    elif tiny_random:
+        id_emb = random_identity(config.seed)
+        id_source = "RANDOM unit vector (tiny-random mode; no ArcFace embedding was available)"
+    elif face is not None:
+        raise WeightsNotFoundError(f"{aligned_dir} has no ArcFace embedding ({face.identity_note}). {IDENTITY_NEEDED}")
+    else:
+        raise InputError("identity-only generation needs an ArcFace embedding: pass identity= (an arcface.npy) or an "
+                         "aligned folder")
+    image = face.crop if (face is not None and config.condition_on_photo) else None
+    cameras = config.cameras(with_input=image is not None)
+    plan_passes(cameras, config.max_frames)  # fail on a bad schedule before loading anything
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory(prefix="smr-tiny-") as tiny_dir:  # tiny weights live only for this run
+        t0 = time.perf_counter()
+        if tiny_random:
+            from smr_core.tiny import write_tiny_weights
+
+            pipe = SpinMeRoundPipeline.from_pretrained(write_tiny_weights(Path(tiny_dir) / "weights"), device=device)
+            pipe.weights_info = {**pipe.weights_info, "tiny_random": True}
+        else:
+            pipe = SpinMeRoundPipeline.from_pretrained(weights_dir, device=device)
+        load_s = time.perf_counter() - t0
+        return _generate_and_write(
+            pipe, face, image, id_emb, id_source, cameras, out_dir, config,
+            weights_dir=weights_dir, tiny_random=tiny_random, device=device, progress=progress, load_s=load_s,
+        )
+
+
+def _generate_and_write(
+    pipe: SpinMeRoundPipeline,
+    face: Any,
+    image: np.ndarray | None,
+    id_emb: np.ndarray,
+    id_source: str,
+    cameras: list[ViewCamera],
+    out_dir: Path,
+    config: ViewsConfig,
+    *,
+    weights_dir: Path | None,
+    tiny_random: bool,
+    device: str,
+    progress: Progress | None,
+    load_s: float,
+) -> Path:
+    from smr_core.identity_report import identity_report, load_recogniser
+    from spin_io.atomic import atomic_write_json
+    from spin_io.viewset import validate_viewset, write_viewset
+
+    recogniser, unavailable = load_recogniser(weights_dir)
+    units = pipe.work_units(cameras, config, image is not None)
+    total = units + (len(cameras) if recogniser is not None else 0)
+    result = pipe.generate(image, id_emb, cameras, config, progress=progress, progress_total=total)
+    result.timings_s["load"] = load_s
+
+    counter = _Counter(total, progress, offset=units)
+    report = identity_report(
+        result.rgb, cameras, id_emb, recogniser, unavailable,
+        reference_note=id_source, step=lambda: counter("identity report"),
+    )
+    generation = _generation_record(config, pipe, result, face, id_source, report, tiny_random, device)
+    vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
+    validate_viewset(vs, str(out_dir))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    try:
+        atomic_write_json(tmp / "report.json", report)
+        write_viewset(tmp, vs)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _generation_record(
+    config: ViewsConfig,
+    pipe: SpinMeRoundPipeline,
+    result: ViewsResult,
+    face: Any,
+    id_source: str,
+    report: dict[str, Any],
+    tiny_random: bool,
+    device: str,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    if tiny_random:
+        record["warning"] = TINY_RANDOM_WARNING
+    record.update(
+        {
+            "generator": "spin-to-mesh smr_core.pipeline (SpinMeRound re-implementation)",
+            "tiny_random": bool(tiny_random),
+            "weights": pipe.weights_info,
+            "weights_id": pipe.weights_info.get("weights_id"),
+            "seed": config.seed,
+            "steps": config.steps,
+            "cfg": config.cfg_scale,
+            "sampler": "euler_edm (S_churn 0) + SpinMeRound CFG; EDM sigmas (sigma_max 700, sigma_min 0.002, rho 7)",
+            "normals": {
+                "steps": config.normals_steps,
+                "sampler": "euler_edm + masked-L2 guidance on the RGB latent; legacy DDPM sigmas; fp32",
+                "guidance_weight": config.normals_guidance,
+            },
+            "config": config.model_dump(mode="json"),
+            "device": str(device),
+            "camera_radius": RADIUS,
+            "fov_deg": FOV_DEG,
+            "camera_encoding": config.camera_encoding,
+            "yaw_direction_note": YAW_DIRECTION_NOTE,
+            "normal_frame_note": NORMAL_FRAME_NOTE[config.normal_frame],
+            "model_angles_deg": [list(a) for a in result.model_angles],
+            "passes": [
+                {"round": p.round, "conditioning": list(p.conditioning), "targets": list(p.targets)}
+                for p in result.passes
+            ],
+            "mask": {
+                "generated_views": f"background = every channel >= {config.mask_threshold}; largest region, holes "
+                "filled",
+                "input_view": "the aligned mask.png",
+            },
+            "normals_storage": "unit normals inside the mask, 0 outside; stored as (n + 1) / 2",
+            "identity": {"source": id_source},
+            "identity_report": {"file": "report.json", **report["summary"], "available": report["available"]},
+            "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
+        }
+    )
+    if face is not None:
+        record["aligned"] = {"source_sha256": face.source_sha256, "backend": face.backend.get("name")}
+    return record
+
+
+def align_for_views(
+    photo: str | os.PathLike[str],
+    out_dir: Path,
+    *,
+    weights_dir: str | os.PathLike[str] | None = None,
+    tiny_random: bool = False,
+    face_index: int | None = None,
+) -> Path:
+    """Align a photo for view generation and write the AlignedFace folder; nothing is written on error.
+
+    The real model needs the ArcFace identity, so without tiny_random the antelopev2 backend is required
+    (its error lists the missing files); tiny_random takes whatever backend is available (offline: dlib).
+    """
+    from smr_core.align import align_photo
+    from spin_io.aligned import write_aligned
+
+    face = align_photo(
+        photo, None, backend="auto" if tiny_random else "antelopev2", weights_dir=weights_dir, face_index=face_index
+    )
+    if face.arcface is None and not tiny_random:
+        raise WeightsNotFoundError(f"the photo was aligned without an ArcFace embedding. {IDENTITY_NEEDED}")
+    write_aligned(out_dir, face)
+    return Path(out_dir)

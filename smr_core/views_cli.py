@@ -1,0 +1,151 @@
+"""`spin-to-mesh views PHOTO -o OUT/`: photo -> OUT/aligned/ -> OUT/views/ (a ViewSet).
+
+Provides `register(subparsers)`; torch, diffusers and the pipeline are imported inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+TINY_RANDOM_STEPS = 2  # --tiny-random without --steps: the views are noise anyway, keep the CPU run short
+BANNER = "*** --tiny-random: tiny UNTRAINED networks; the views are MEANINGLESS and labelled so in transforms.json ***"
+
+
+def _pitch(text: str) -> tuple[float, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--pitch takes comma-separated degrees such as 20,-15 (or none): {exc}"
+        ) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `views` sub-command."""
+    p = subparsers.add_parser(
+        "views",
+        help="photo -> views all around the head (RGB, normals, masks, cameras) with SpinMeRound",
+        description="Align the photo (or take --aligned DIR), retrieve the input's normals, and generate a ring of "
+        "views plus pitched rings with the SpinMeRound model; more than 16 views are generated in further passes "
+        "conditioned on the input and the nearest generated views. Writes OUT/aligned/ and OUT/views/ "
+        "(transforms.json readable by nerfstudio, rgb/, normal/, mask/, report.json).",
+    )
+    p.add_argument("photo", nargs="?", default=None, help="face photo (omit with --aligned or --arcface)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (aligned/ and views/ go inside)")
+    p.add_argument("--aligned", type=Path, default=None, help="use this AlignedFace folder instead of a photo")
+    p.add_argument("--arcface", type=Path, default=None, help="identity-only: a 512-float ArcFace .npy, no photo")
+    p.add_argument(
+        "--identity-only", action="store_true", help="use the photo only for its identity: generate every view"
+    )
+    p.add_argument("--views", type=int, default=8, help="views per ring, input included (default 8)")
+    p.add_argument(
+        "--pitch",
+        type=_pitch,
+        default=(20.0, -15.0),
+        help="elevations of extra rings in degrees, comma-separated, > 0 from above (default 20,-15; 'none' for the "
+        "eye-level ring only)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed of every random draw (default 42, as the release)")
+    p.add_argument("--weights", default=None, help="SpinMeRound weights folder (default $SMR_WEIGHTS)")
+    p.add_argument("--cfg", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
+    p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default 50; {TINY_RANDOM_STEPS} with "
+                   "--tiny-random)")
+    p.add_argument("--normals-steps", type=int, default=None, help="steps of the normals run (default as --steps)")
+    p.add_argument("--independent-noise", action="store_true", help="independent initial noise per view (the "
+                   "release shares one noise tensor)")
+    p.add_argument("--encode", choices=("sample", "mean"), default="sample", help="VAE posterior sample (release) "
+                   "or mean")
+    p.add_argument("--camera-encoding", choices=("angles", "rays"), default="angles",
+                   help="how cameras are told to the model (see smr_core/cameras.py)")
+    p.add_argument("--normal-frame", choices=("camera", "world"), default="camera",
+                   help="declared frame of the generated normals (unverified without weights)")
+    p.add_argument("--max-frames", type=int, default=16, help="frames per joint pass (<= 16)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
+    p.add_argument("--tiny-random", action="store_true",
+                   help="exercise the whole path WITHOUT weights: tiny untrained networks, meaningless images")
+    p.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+    from tqdm.auto import tqdm
+
+    from smr_core.errors import InputError
+    from smr_core.pipeline import ViewsConfig, align_for_views, generate_viewset
+
+    sources = [name for name, v in (("PHOTO", args.photo), ("--aligned", args.aligned)) if v is not None]
+    if len(sources) > 1:
+        raise InputError("give either a PHOTO or --aligned DIR, not both")
+    if not sources and args.arcface is None and not args.tiny_random:
+        raise InputError("nothing to generate from: give a PHOTO, --aligned DIR, or --arcface FILE.npy (identity only)")
+    steps = args.steps if args.steps is not None else (TINY_RANDOM_STEPS if args.tiny_random else 50)
+    try:
+        config = ViewsConfig(
+            num_views=args.views,
+            pitch_rings_deg=(0.0, *args.pitch),
+            seed=args.seed,
+            cfg_scale=args.cfg,
+            steps=steps,
+            normals_steps=args.normals_steps if args.normals_steps is not None else steps,
+            same_noise=not args.independent_noise,
+            encode=args.encode,
+            max_frames=args.max_frames,
+            camera_encoding=args.camera_encoding,
+            normal_frame=args.normal_frame,
+            condition_on_photo=not (args.identity_only or (not sources)),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid view settings: {problems}") from None
+    if args.tiny_random:
+        print(BANNER, file=sys.stderr)
+    else:
+        from smr_core.weights import find_weights
+
+        find_weights(args.weights)  # all missing files in one error, before any work
+
+    aligned_dir = args.aligned
+    if args.photo is not None:
+        aligned_dir = align_for_views(
+            args.photo, args.out / "aligned", weights_dir=args.weights, tiny_random=args.tiny_random,
+            face_index=args.face_index,
+        )
+        print(f"aligned -> {aligned_dir}", file=sys.stderr)
+
+    bar = tqdm(total=1, desc="views", unit="step", file=sys.stderr)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.total = total
+        bar.set_description(stage)
+        bar.update(done - bar.n)
+
+    try:
+        views_dir = generate_viewset(
+            aligned_dir, args.out / "views", config, weights_dir=args.weights, tiny_random=args.tiny_random,
+            device=args.device, progress=progress, identity=args.arcface,
+        )
+    finally:
+        bar.close()
+    _summary(views_dir, args.tiny_random)
+    return 0
+
+
+def _summary(views_dir: Path, tiny_random: bool) -> None:
+    import json
+
+    meta = json.loads((views_dir / "transforms.json").read_text("utf-8"))
+    gen = meta["generation"]
+    report = gen["identity_report"]
+    print(f"{len(meta['frames'])} views in {len(gen['passes'])} pass(es) -> {views_dir}")
+    if report["available"]:
+        at45 = report.get("at_45_deg_yaw")
+        print(f"identity (ArcFace cosine to the input): mean {report['mean']}, at 45 deg yaw {at45}")
+    else:
+        print("identity similarity not measured (no antelopev2 ArcFace model); see report.json")
+    if tiny_random:
+        print(BANNER)
