@@ -36,6 +36,7 @@ from smr_core.discretization import edm_sigmas, legacy_ddpm_sigmas  # noqa: E402
 from smr_core.guidance import Conditioning  # noqa: E402
 from smr_core.pose import cond_images  # noqa: E402
 from smr_core.sampling import sample_guided_normals, sample_spinmeround  # noqa: E402
+from smr_core.speed import prepare_unet  # noqa: E402
 from smr_core.unet import MultiViewUNet, build_unet, spinmeround_unet_config  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -97,16 +98,13 @@ def naive_multiview_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
     return weights @ v
 
 
-def build_network(config: dict, dtype: torch.dtype, device: torch.device, fuse: bool) -> MultiViewUNet:
+def build_network(config: dict, dtype: torch.dtype, device: torch.device, compile_mode: str | None = None
+                  ) -> MultiViewUNet:
+    """A random-weight UNet prepared exactly as the pipeline's fast path prepares it (smr_core.speed)."""
     torch.manual_seed(0)
     with torch.device(device):
         net = MultiViewUNet(build_unet(config)).eval()
-    net = net.to(dtype)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    if fuse:
-        net.fuse_qkv_projections()
-    return net
+    return prepare_unet(net, dtype=dtype, compile_mode=compile_mode, copy_weights=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     cond = Conditioning(ci, context.expand(F, -1, -1))
 
     with torch.inference_mode():
-        net = build_network(config, dtype, device, fuse=True)
+        net = build_network(config, dtype, device)
         print(f"  UNet parameters {sum(p.numel() for p in net.parameters()):,}", flush=True)
         net_in = torch.randn(2 * F, 153, size, size, generator=gen).to(device)
         c_noise = torch.full((2 * F,), 0.25 * math.log(80.0), device=device)
@@ -193,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         mask = torch.tensor([1.0] * 4 + [0.0] * 4, device=device).reshape(1, 8, 1, 1)
         nsig = legacy_ddpm_sigmas(args.steps)
         with torch.inference_mode():
-            net32 = build_network(config, torch.float32, device, fuse=True)
+            net32 = build_network(config, torch.float32, device)
             fn32 = Denoiser(net32).conditioned(ci1, context, 1)
             ref_n = sample_guided_normals(fn32, noise, nsig, z, mask)
             timed(f"{args.steps}-step normals, fp32 (released)", lambda: sample_guided_normals(fn32, noise, nsig, z,
@@ -219,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             with torch.inference_mode():
                 torch._dynamo.reset()
-                cnet = build_network(config, dtype, device, fuse=True)
-                cnet.unet = torch.compile(cnet.unet, mode=mode, dynamic=False)
+                cnet = build_network(config, dtype, device, compile_mode=mode or "default")
                 cden = Denoiser(cnet)
                 t0 = time.perf_counter()
                 for _ in range(3 if mode else 1):
@@ -238,9 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_normals and time.perf_counter() - T_START < args.budget_s:
             with torch.inference_mode():
                 torch._dynamo.reset()
-                gnet = build_network(config, dtype, device, fuse=True)
-                mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs for the 1-frame run
-                gnet.unet = torch.compile(gnet.unet, mode=mode, dynamic=False)
+                mode = "reduce-overhead" if device.type == "cuda" else "default"  # CUDA graphs for 1 frame
+                gnet = build_network(config, dtype, device, compile_mode=mode)
                 gfn = Denoiser(gnet).conditioned(ci1, context, 1)
                 t0 = time.perf_counter()
                 out = sample_guided_normals(gfn, noise, nsig, z, mask)

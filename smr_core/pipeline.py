@@ -110,6 +110,12 @@ class ViewsConfig(BaseModel):
         "the VAE are always fp32.",
     )
     decode_batch: int = Field(8, ge=1, le=64, description="Latents decoded per VAE call (memory vs speed).")
+    fast: bool = Field(
+        False,
+        description="CUDA fast path (smr_core.speed): a bf16 (or fp16 with precision='fp16') copy of the UNet with "
+        "fused q/k/v and torch.compile for the multi-view passes, and a CUDA-graph copy for the normals run (bf16; "
+        "measured 2.6e-3 relative deviation from fp32 on random weights). The first run compiles (~40-60 s).",
+    )
 
     @field_validator("pitch_rings_deg")
     @classmethod
@@ -191,6 +197,25 @@ class SpinMeRoundPipeline:
         self.weights_info = dict(weights_info or {"weights_id": "unknown"})
         # model angles -> ray map (144, 64, 64) on the CPU: ~0.1 s each to build, reused by every later run
         self.ray_cache = {} if ray_cache is None else ray_cache
+        self._fast_unets: dict[tuple[str, str], Any] = {}  # (role, dtype) -> prepared copy (smr_core.speed)
+
+    def fast_unet(self, role: Literal["multiview", "normals"], precision: str) -> Any:
+        """The prepared low-precision copy of the UNet for `role`, built (and compiled) once per pipeline.
+
+        The multi-view passes use torch.compile's default mode; the 1-frame normals run is launch-bound, so
+        it also gets CUDA graphs ("reduce-overhead"). On CPU the copies are eager.
+        """
+        import torch
+
+        from smr_core.speed import prepare_unet
+
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        key = (role, str(dtype))
+        if key not in self._fast_unets:
+            on_cuda = torch.device(self.device).type == "cuda"
+            mode = ("reduce-overhead" if role == "normals" else "default") if on_cuda else None
+            self._fast_unets[key] = prepare_unet(self.unet, dtype=dtype, compile_mode=mode)
+        return self._fast_unets[key]
 
     def ray_maps(self, angles: Sequence[tuple[float, float, float]]) -> Any:
         """(V, 144, 64, 64) ray maps on the device, built once per distinct camera and kept for later runs."""
@@ -257,10 +282,12 @@ class SpinMeRoundPipeline:
         sample: bool = True,
         generator: Any = None,
         step: Callable[[], None] | None = None,
+        network: Any = None,
     ) -> Any:
         """§2.4: the input view's normal map (1, 3, 512, 512) in [-1, 1] from image (1, 3, 512, 512) in [-1, 1].
 
-        fp32 throughout (no autocast), DDPM sigmas, D_rgb pulled towards the encoded photo.
+        fp32 throughout (no autocast) with the default network, DDPM sigmas, D_rgb pulled towards the encoded
+        photo; `network` replaces the UNet (the fast path's bf16 copy).
         """
         import torch
 
@@ -272,7 +299,7 @@ class SpinMeRoundPipeline:
         noise = torch.randn((1, 8, LATENT_SIZE, LATENT_SIZE), generator=generator).to(self.device)
         ones = torch.ones(1, 1, LATENT_SIZE, LATENT_SIZE, device=self.device)
         rays = torch.cat([self.ray_maps([(0.0, 0.0, 0.0)]), ones], dim=1)  # the frontal camera, a target (§2.4)
-        denoiser_fn = Denoiser(self.unet).conditioned(rays, context, 1)
+        denoiser_fn = Denoiser(network if network is not None else self.unet).conditioned(rays, context, 1)
         mask = torch.tensor([1.0] * 4 + [0.0] * 4, device=self.device).view(1, 8, 1, 1)
         x0 = sample_guided_normals(
             denoiser_fn,
@@ -350,6 +377,7 @@ class SpinMeRoundPipeline:
                 normal_in = self.retrieve_normals(
                     x_in, context, steps=config.normals_steps, weight=config.normals_guidance, sample=sample,
                     generator=generator, step=lambda: counter("normals"),
+                    network=self.fast_unet("normals", config.precision) if config.fast else None,
                 )
                 z = self.vae.encode(torch.cat([x_in, normal_in, grey]), sample=sample, generator=generator)
                 latents[inputs[0]] = torch.cat([z[0], z[1]])
@@ -359,7 +387,10 @@ class SpinMeRoundPipeline:
             else:
                 empty = self.vae.encode(grey, sample=sample, generator=generator).repeat(1, 2, 1, 1)
             rays = self.ray_maps(angles)
-            denoiser = Denoiser(self.unet, autocast_dtype=_autocast_dtype(config.precision, device))
+            if config.fast:
+                denoiser = Denoiser(self.fast_unet("multiview", config.precision))
+            else:
+                denoiser = Denoiser(self.unet, autocast_dtype=_autocast_dtype(config.precision, device))
             sigmas = edm_sigmas(config.steps)
             for p, view_pass in enumerate(passes):
                 t0 = time.perf_counter()

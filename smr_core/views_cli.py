@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="declared frame of the generated normals (unverified without weights)")
     p.add_argument("--max-frames", type=int, default=16, help="frames per joint pass (<= 16)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="multi-view UNet precision (auto: bf16 autocast on CUDA, fp32 on CPU)")
+    p.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 UNet copies with torch.compile and "
+                   "CUDA graphs (first run compiles for ~1 min); see smr_core/speed.py")
     p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
     p.add_argument("--tiny-random", action="store_true",
                    help="exercise the whole path WITHOUT weights: tiny untrained networks, meaningless images")
@@ -98,6 +102,8 @@ def _handle(args: argparse.Namespace) -> int:
             camera_encoding=args.camera_encoding,
             normal_frame=args.normal_frame,
             condition_on_photo=not (args.identity_only or (not sources)),
+            precision=args.precision,
+            fast=args.fast,
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
