@@ -16,8 +16,10 @@ from collections.abc import Sequence
 # Modules that provide `register(subparsers)`; order = order in --help.
 _COMMAND_MODULES = (
     "smr_core.align.cli",
+    "smr_core.views_cli",
     "smr_core.cli",
     "recon.cli",
+    "smr_core.train_cli",
     "exporters.cli",
     "flows.run_cli",
     "flows.doctor",
