@@ -1,0 +1,178 @@
+"""Small mesh helpers in torch (normals, edges, Laplacian) and numpy (validity checks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor, unit: bool = True) -> torch.Tensor:
+    """(F, 3) face normals (CCW = outward); unnormalised ones have length twice the area."""
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    n = torch.cross(b - a, c - a, dim=-1)
+    return n / n.norm(dim=-1, keepdim=True).clamp(min=1e-20) if unit else n
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(N, 3) area-weighted unit vertex normals."""
+    fn = face_normals(vertices, faces, unit=False)
+    vn = torch.zeros_like(vertices)
+    for k in range(3):
+        vn.index_add_(0, faces[:, k], fn)
+    return vn / vn.norm(dim=-1, keepdim=True).clamp(min=1e-20)
+
+
+def unique_edges(faces: torch.Tensor) -> torch.Tensor:
+    """(E, 2) undirected edges, smaller index first."""
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 0)
+    e = torch.sort(e, dim=1).values
+    return torch.unique(e, dim=0)
+
+
+def uniform_laplacian(vertices: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """(N, 3) umbrella Laplacian: mean of the neighbours minus the vertex."""
+    n = vertices.shape[0]
+    acc = torch.zeros_like(vertices)
+    deg = torch.zeros(n, 1, dtype=vertices.dtype, device=vertices.device)
+    ones = torch.ones(edges.shape[0], 1, dtype=vertices.dtype, device=vertices.device)
+    acc.index_add_(0, edges[:, 0], vertices[edges[:, 1]])
+    acc.index_add_(0, edges[:, 1], vertices[edges[:, 0]])
+    deg.index_add_(0, edges[:, 0], ones)
+    deg.index_add_(0, edges[:, 1], ones)
+    return acc / deg.clamp(min=1) - vertices
+
+
+def laplacian_matrix(n: int, edges: torch.Tensor) -> torch.Tensor:
+    """Sparse (N, N) umbrella Laplacian L with (L x)_i = mean of the neighbours of i minus x_i."""
+    dev = edges.device
+    i = torch.cat([edges[:, 0], edges[:, 1]])
+    j = torch.cat([edges[:, 1], edges[:, 0]])
+    deg = torch.zeros(n, device=dev).index_add_(0, i, torch.ones_like(i, dtype=torch.float32)).clamp(min=1)
+    rows = torch.cat([i, torch.arange(n, device=dev)])
+    cols = torch.cat([j, torch.arange(n, device=dev)])
+    vals = torch.cat([1.0 / deg[i], -torch.ones(n, device=dev)])
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n), check_invariants=False).coalesce()
+
+
+def smooth_field(field: torch.Tensor, L: torch.Tensor, iterations: int, alpha: float = 0.5) -> torch.Tensor:
+    """Diffuse a per-vertex field with the sparse Laplacian `L`: a cheap stand-in for (I + lambda L)^-1."""
+    for _ in range(iterations):
+        field = field + alpha * torch.sparse.mm(L, field)
+    return field
+
+
+def edge_manifold_report(faces: np.ndarray) -> dict:
+    """Counts of boundary edges, edges shared by > 2 faces, and edges whose two faces disagree in orientation."""
+    f = np.asarray(faces, np.int64)
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 0)
+    key = np.sort(directed, axis=1)
+    uniq, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    forward = (directed[:, 0] < directed[:, 1]).astype(np.int64)
+    fwd_count = np.bincount(inverse.ravel(), weights=forward, minlength=len(uniq))
+    two = counts == 2
+    return {
+        "edges": int(len(uniq)),
+        "boundary_edges": int((counts == 1).sum()),
+        "nonmanifold_edges": int((counts > 2).sum()),
+        "misoriented_edges": int((two & (fwd_count != 1)).sum()),
+    }
+
+
+def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """Number of pairs of faces (sharing no vertex) that cross each other."""
+    return len(intersecting_face_pairs(vertices, faces))
+
+
+def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: int = 20_000_000) -> np.ndarray:
+    """(K, 2) pairs of faces that share no vertex and cross (an edge of one pierces the other).
+
+    Candidate pairs come from a KD-tree on face centroids (two faces can only touch when their
+    centroids are closer than the sum of their circumradii); each candidate is tested with a
+    segment/triangle intersection in both directions.
+    """
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    tri = v[f]
+    centroid = tri.mean(1)
+    radius = np.linalg.norm(tri - centroid[:, None], axis=2).max(1)
+    tree = cKDTree(centroid)
+    # typical faces pair up within twice a typical radius; the few large ones (a flat neck cap)
+    # are queried one by one with their own radius
+    r_small = 1.5 * float(np.median(radius))
+    pairs = tree.query_pairs(r=2 * r_small, output_type="ndarray").reshape(-1, 2)
+    big = np.nonzero(radius > r_small)[0]
+    if len(big):
+        near = tree.query_ball_point(centroid[big], radius[big] + r_small)  # big with anything small
+        extra = [np.stack([np.full(len(nb), b), np.asarray(nb, np.int64)], 1) for b, nb in zip(big, near, strict=True)]
+        bb = cKDTree(centroid[big]).query_pairs(r=2 * float(radius[big].max()), output_type="ndarray")
+        extra.append(big[bb.reshape(-1, 2)])  # big with big
+        extra = np.concatenate(extra)
+        extra = extra[extra[:, 0] != extra[:, 1]]
+        pairs = np.unique(np.sort(np.concatenate([pairs, extra]), axis=1), axis=0)
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    if len(pairs) > max_pairs:
+        raise MemoryError(f"{len(pairs)} candidate face pairs: the mesh has a few huge faces; remesh first")
+    i, j = pairs[:, 0], pairs[:, 1]
+    close = np.linalg.norm(centroid[i] - centroid[j], axis=1) <= radius[i] + radius[j]
+    i, j = i[close], j[close]
+    shared = (f[i][:, :, None] == f[j][:, None, :]).any((1, 2))
+    i, j = i[~shared], j[~shared]
+    hits = np.zeros(len(i), bool)
+    for a, b in ((i, j), (j, i)):
+        for e0, e1 in ((0, 1), (1, 2), (2, 0)):
+            hits |= _segment_hits_triangle(tri[a, e0], tri[a, e1], tri[b])
+    return np.stack([i[hits], j[hits]], 1)
+
+
+def repair_self_intersections(
+    vertices: np.ndarray, faces: np.ndarray, fixed: np.ndarray | None = None, max_rounds: int = 10
+) -> tuple[np.ndarray, int]:
+    """Smooth the neighbourhood of crossing faces until none cross; returns (vertices, rounds used).
+
+    Folds from normal fusion are local (thin ears, creases), so umbrella smoothing of the crossing
+    faces' vertices and two rings around them removes them while leaving the rest untouched.
+    """
+    v = np.array(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fixed = np.zeros(len(v), bool) if fixed is None else fixed
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    from scipy import sparse
+
+    A = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
+    A.data[:] = 1.0
+    deg = np.asarray(A.sum(1)).ravel()
+    for rnd in range(max_rounds):
+        pairs = intersecting_face_pairs(v, f)
+        if len(pairs) == 0:
+            return v, rnd
+        sel = np.zeros(len(v), bool)
+        sel[f[pairs.ravel()].ravel()] = True
+        for _ in range(2 + rnd // 3):
+            sel |= (A @ sel.astype(np.float64)) > 0
+        sel &= ~fixed
+        for _ in range(5):
+            avg = (A @ v) / deg[:, None]
+            v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
+    return v, max_rounds
+
+
+def _segment_hits_triangle(p: np.ndarray, q: np.ndarray, t: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """Vectorised Moller-Trumbore for segments p->q against triangles t (K, 3, 3), interiors only."""
+    d = q - p
+    e1 = t[:, 1] - t[:, 0]
+    e2 = t[:, 2] - t[:, 0]
+    h = np.cross(d, e2)
+    det = np.einsum("ij,ij->i", e1, h)
+    ok = np.abs(det) > eps
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    s = p - t[:, 0]
+    u = inv * np.einsum("ij,ij->i", s, h)
+    qv = np.cross(s, e1)
+    w = inv * np.einsum("ij,ij->i", d, qv)
+    tt = inv * np.einsum("ij,ij->i", e2, qv)
+    m = 1e-6
+    return ok & (u > m) & (w > m) & (u + w < 1 - m) & (tt > m) & (tt < 1 - m)

@@ -1,0 +1,231 @@
+"""ViewSet -> textured head: the stages in order, their timings, and the checks between them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recon.cameras import Cameras, cameras_from_frames
+from recon.conventions import ConventionReport, apply_conventions, check_conventions
+from recon.errors import DegenerateResultError, ViewSetInputError
+from recon.fusion import FusionConfig, refine
+from recon.hull import simplify, visual_hull
+from recon.mesh_ops import edge_manifold_report, face_normals, repair_self_intersections, self_intersections
+from recon.metrics import psnr
+from recon.raster import TorchRasterizer, rasterize_views
+from recon.texture import BakedTexture, TextureConfig, bake_texture, render_textured
+from spin_io.viewset import ViewSet
+
+MIN_VIEWS = 4
+
+
+@dataclass
+class ReconConfig:
+    """Reconstruction settings; lengths in ViewSet units (0.4 m each by default)."""
+
+    device: str = "cpu"
+    hull_voxel: float = 0.006
+    neck_margin: float = 0.03
+    target_faces: int = 30_000
+    conventions: str = "correct"  # "correct" (fix + warn) | "refuse" | "trust" (skip the check)
+    check_self_intersections: bool = True
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+
+
+@dataclass
+class ReconResult:
+    """The head in ViewSet units (multiply by metres_per_unit for metres) plus what was measured."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray
+    albedo: np.ndarray
+    y_cut: float
+    metres_per_unit: float
+    conventions: ConventionReport | None
+    metrics: dict
+
+
+def validate_input(vs: ViewSet) -> None:
+    """Refuse ViewSets recon cannot work with, naming the view and what to do."""
+    if len(vs.frames) < MIN_VIEWS:
+        raise ViewSetInputError(
+            f"recon needs at least {MIN_VIEWS} views, the ViewSet has {len(vs.frames)}; generate more views"
+        )
+    for i, f in enumerate(vs.frames):
+        if f.normal is None:
+            raise ViewSetInputError(f"view {i} has no normal map; recon fuses normals, so every view needs one")
+        if not np.all(np.isfinite(f.normal)):
+            raise ViewSetInputError(f"view {i}: the normal map contains NaN or infinite values; regenerate this view")
+        if not np.any(f.mask):
+            raise ViewSetInputError(f"view {i}: the mask is empty; the head must be visible in every view")
+    sizes = {(f.width, f.height) for f in vs.frames}
+    if len(sizes) != 1:
+        raise ViewSetInputError(f"all views must have the same size, got {sorted(sizes)}")
+
+
+def world_normals(vs: ViewSet, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(V, H, W, 3) unit normals in world axes (zero where the map is empty)."""
+    out = []
+    for f in vs.frames:
+        n = np.asarray(f.normal, np.float32)
+        if f.normal_frame == "camera":
+            n = n @ np.asarray(f.c2w)[:3, :3].T.astype(np.float32)
+        length = np.linalg.norm(n, axis=-1, keepdims=True)
+        out.append(np.where(length > 0.5, n / np.maximum(length, 1e-12), 0.0))
+    return torch.tensor(np.stack(out), dtype=torch.float32, device=device)
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray, self_check: bool = True) -> dict:
+    """Raise DegenerateResultError for an open, non-manifold or self-intersecting mesh; return the report."""
+    if len(faces) == 0:
+        raise DegenerateResultError("reconstruction produced an empty mesh; check the masks and cameras")
+    if not np.all(np.isfinite(vertices)):
+        raise DegenerateResultError("reconstruction produced NaN vertices; re-run with fewer fusion rounds")
+    report = edge_manifold_report(faces)
+    if self_check:
+        report["self_intersections"] = self_intersections(vertices, faces)
+    kinds = ("boundary_edges", "nonmanifold_edges", "misoriented_edges", "self_intersections")
+    problems = [k for k in kinds if report.get(k)]
+    if problems:
+        detail = ", ".join(f"{k}={report[k]}" for k in problems)
+        raise DegenerateResultError(
+            f"the reconstructed mesh is not a clean closed surface ({detail}); it was not exported. "
+            "Try a larger --hull-voxel or fewer --target-faces, or check the ViewSet for inconsistent views"
+        )
+    return report
+
+
+def per_view_metrics(
+    vertices: np.ndarray, faces: np.ndarray, baked: BakedTexture, cams: Cameras, vs: ViewSet, normals: torch.Tensor
+) -> list[dict]:
+    """Reprojection errors per view: silhouette IoU, normal angle, RGB PSNR inside the mask."""
+    dev = cams.device
+    v = torch.tensor(vertices, dtype=torch.float32, device=dev)
+    f = torch.tensor(faces, dtype=torch.long, device=dev)
+    frags = rasterize_views(TorchRasterizer(), cams, v, f)
+    fn = face_normals(v, f)
+    rgb, cov = render_textured(
+        torch.tensor(baked.vertices, dtype=torch.float32, device=dev),
+        torch.tensor(baked.faces, device=dev),
+        torch.tensor(baked.uv, device=dev),
+        torch.tensor(baked.albedo, device=dev).float() / 255.0,
+        cams,
+    )
+    out = []
+    for i, (fr, frame) in enumerate(zip(frags, vs.frames, strict=True)):
+        mask = torch.tensor(frame.mask, device=dev)
+        inter = (fr.covered & mask).sum().item()
+        union = (fr.covered | mask).sum().item()
+        both = fr.covered & mask & (normals[i].norm(dim=-1) > 0.5)
+        cos = (fn[fr.face_id[both]] * normals[i][both]).sum(-1).clamp(-1, 1)
+        m = (cov[i] & mask).cpu().numpy()
+        out.append(
+            {
+                "view": i,
+                "azimuth_deg": frame.azimuth_deg,
+                "elevation_deg": frame.elevation_deg,
+                "silhouette_iou": inter / max(union, 1),
+                "normal_error_deg": float(torch.rad2deg(torch.acos(cos)).mean()) if cos.numel() else None,
+                "rgb_psnr_db": psnr(rgb[i].cpu().numpy(), frame.rgb / 255.0, m) if m.any() else None,
+            }
+        )
+    return out
+
+
+def reconstruct(
+    vs: ViewSet, cfg: ReconConfig | None = None, log: Callable[[str], None] | None = None, progress: bool = False
+) -> ReconResult:
+    """Fit one closed textured head to the ViewSet (all stages; see recon/__init__.py).
+
+    `log` receives one line per finished stage; `progress` shows a tqdm bar over the fusion rounds.
+    """
+    cfg = cfg or ReconConfig()
+    log = log or (lambda _msg: None)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def stamp(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        times[name] = round(now - t0, 3)
+        t0 = now
+        log(f"{name}: {times[name]:.1f} s")
+
+    validate_input(vs)
+    report = None
+    if cfg.conventions != "trust":
+        report = check_conventions(vs)
+        vs = apply_conventions(vs, report, cfg.conventions)
+        stamp("conventions")
+    dev = torch.device(cfg.device)
+    cams = cameras_from_frames(vs.frames, dev)
+    masks_np = np.stack([f.mask for f in vs.frames])
+    masks = torch.tensor(masks_np, dtype=torch.float32, device=dev)
+    normals = world_normals(vs, dev)
+    hull = visual_hull(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
+    stamp("visual_hull")
+    v, f = simplify(hull.vertices, hull.faces, cfg.target_faces)
+    stamp("simplify")
+    v0 = torch.tensor(v, dtype=torch.float32, device=dev)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.fusion.rounds, desc="normal fusion", unit="round", leave=False)
+    x = refine(v0, torch.tensor(f, device=dev), cams, normals, masks_np, hull.y_cut, cfg.fusion,
+               progress=(lambda _r, _info: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    vertices = x.cpu().numpy().astype(np.float64)
+    stamp("normal_fusion")
+    repair_rounds = 0
+    if cfg.check_self_intersections:
+        vertices, repair_rounds = repair_self_intersections(vertices, f, np.abs(vertices[:, 1] - hull.y_cut) < 1e-6)
+    mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)
+    mesh_report["repair_rounds"] = repair_rounds
+    stamp("mesh_check")
+    images = torch.tensor(np.stack([fr.rgb for fr in vs.frames]), dtype=torch.float32, device=dev) / 255.0
+    baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture)
+    stamp("texture")
+    views = per_view_metrics(vertices, f, baked, cams, vs, normals)
+    stamp("reprojection")
+    metrics = {
+        "schema_version": 1,
+        "views": views,
+        "coverage": {"texels_painted": baked.coverage},
+        "mesh": {"vertices": int(len(baked.vertices)), "faces": int(len(baked.faces)), **mesh_report},
+        "neck_plane_y_m": hull.y_cut * vs.metres_per_unit,
+        "stage_seconds": times,
+        "conventions": report.as_dict() if report else None,
+        "config": {k: val for k, val in asdict(cfg).items()},
+        "generation": vs.generation,
+    }
+    return ReconResult(
+        baked.vertices, baked.faces, baked.uv, baked.albedo, hull.y_cut, vs.metres_per_unit, report, metrics
+    )
+
+
+def run_recon(
+    views_dir: str | Path, mesh_dir: str | Path, cfg: ReconConfig | None = None, log=None, progress: bool = False
+) -> Path:
+    """Read a ViewSet folder, reconstruct, and write the HeadMesh folder (metres, glTF axes)."""
+    from spin_io.headmesh import HeadMesh, write_headmesh
+    from spin_io.viewset import read_viewset
+
+    vs = read_viewset(views_dir)
+    res = reconstruct(vs, cfg, log, progress)
+    mesh = HeadMesh(
+        vertices=(res.vertices * res.metres_per_unit).astype(np.float32),
+        faces=res.faces.astype(np.int32),
+        uv=res.uv.astype(np.float32),
+        albedo=res.albedo,
+        metadata={"source": "recon", "views": str(views_dir), "neck_plane_y_m": res.y_cut * res.metres_per_unit},
+    )
+    return write_headmesh(mesh_dir, mesh, res.metrics)

@@ -1,0 +1,23 @@
+"""Perturbations that imitate a multi-view diffusion model's inconsistencies (issue 5, item 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Perturbation:
+    """Per-view corruptions; angles in degrees, noise as a fraction of the 0..1 range."""
+
+    normal_rotation_deg: float = 3.0  # each view's normals rotated by up to this, random axis
+    pixel_noise: float = 0.02  # Gaussian noise on RGB and normals
+    mask_jitter_px: int = 1  # each mask eroded or dilated by up to this
+    brightness: float = 0.05  # RGB scaled by 1 +- this
+    camera_jitter_deg: float = 1.0  # images rendered from cameras rotated by up to this about the origin
+    inconsistent_back_view: bool = True  # the view nearest azimuth 180 shows a deformed head
+    back_bulge_units: float = 0.015  # size of that deformation (6 mm at 0.4 m/unit)
+    back_normal_rotation_deg: float = 8.0
+
+    @classmethod
+    def none(cls) -> Perturbation:
+        return cls(0.0, 0.0, 0, 0.0, 0.0, False, 0.0, 0.0)

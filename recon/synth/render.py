@@ -1,0 +1,182 @@
+"""Render a ground-truth head into a ViewSet (RGB on white, normals, masks) for any camera list."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recon.cameras import Cameras
+from recon.mesh_ops import vertex_normals
+from recon.raster import Rasterizer, TorchRasterizer, interpolate
+from recon.synth.albedo import procedural_albedo
+from recon.synth.heads import GroundTruthHead
+from recon.synth.perturb import Perturbation
+from spin_io.viewset import (
+    DEFAULT_FOV_DEG,
+    DEFAULT_METRES_PER_UNIT,
+    DEFAULT_RADIUS,
+    YAW_CCW,
+    ViewFrame,
+    ViewSet,
+    camera_position,
+    focal_from_fov,
+    look_at_c2w,
+)
+
+
+@dataclass
+class ViewSpec:
+    azimuth_deg: float
+    elevation_deg: float = 0.0
+    is_input: bool = False
+
+
+def ring_views(n: int, elevation_deg: float = 0.0, offset_deg: float = 0.0) -> list[ViewSpec]:
+    """n views evenly spaced in azimuth starting at `offset_deg`; azimuth 0 (if present) is the input view."""
+    return [
+        ViewSpec(offset_deg + 360.0 * k / n, elevation_deg, is_input=(k == 0 and offset_deg == 0 == elevation_deg))
+        for k in range(n)
+    ]
+
+
+def _axis_angle(axis: np.ndarray, deg: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    t = math.radians(deg)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(t) * K + (1 - math.cos(t)) * K @ K
+
+
+def _random_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    return _axis_angle(rng.normal(size=3), float(rng.uniform(-max_deg, max_deg)))
+
+
+def render_frame(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    c2w: np.ndarray,
+    focal: float,
+    size: int,
+    albedo_fn: Callable[[torch.Tensor], torch.Tensor],
+    supersample: int = 2,
+    rasterizer: Rasterizer | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unlit albedo on white, world normals (zero outside) and coverage in [0, 1], box-filtered."""
+    rasterizer = rasterizer or TorchRasterizer()
+    dev = vertices.device
+    s = size * supersample
+    cams = Cameras(
+        torch.tensor(c2w, dtype=torch.float32, device=dev)[None],
+        torch.tensor([focal * supersample], device=dev),
+        torch.tensor([focal * supersample], device=dev),
+        torch.tensor([s / 2], device=dev),
+        torch.tensor([s / 2], device=dev),
+        s,
+        s,
+    )
+    uv, depth = cams.project(vertices.float())
+    frags = rasterizer.rasterize(uv[0], depth[0], faces, s, s)
+    hit = frags.covered
+    pos = interpolate(frags, vertices.float(), faces)
+    nrm = interpolate(frags, vertex_normals(vertices.float(), faces), faces)
+    nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    rgb = torch.ones(s, s, 3, device=dev)
+    rgb[hit] = albedo_fn(pos[hit])
+    cov = hit.float()
+
+    def box(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], supersample)[0].permute(1, 2, 0)
+
+    rgb_d = box(rgb)
+    cov_d = box(cov[..., None])[..., 0]
+    n_d = box(nrm * cov[..., None])
+    n_d = n_d / n_d.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return rgb_d.cpu().numpy(), n_d.cpu().numpy(), cov_d.cpu().numpy()
+
+
+def render_viewset(
+    head: GroundTruthHead,
+    views: list[ViewSpec],
+    size: int = 256,
+    normal_frame: str = "camera",
+    yaw_direction: str = YAW_CCW,
+    perturb: Perturbation | None = None,
+    seed: int = 0,
+    radius: float = DEFAULT_RADIUS,
+    fov_deg: float = DEFAULT_FOV_DEG,
+    supersample: int = 2,
+    albedo_fn: Callable[[torch.Tensor], torch.Tensor] = procedural_albedo,
+    device: str | torch.device = "cpu",
+    metres_per_unit: float = DEFAULT_METRES_PER_UNIT,
+) -> ViewSet:
+    """Render `head` from each view (declared under `yaw_direction`) into an in-memory ViewSet."""
+    from scipy import ndimage
+
+    perturb = perturb or Perturbation.none()
+    rng = np.random.default_rng(seed)
+    verts = torch.tensor(head.vertices, dtype=torch.float32, device=device)
+    faces = torch.tensor(head.faces, dtype=torch.long, device=device)
+    focal = focal_from_fov(size, fov_deg)
+    back = int(np.argmin([abs((v.azimuth_deg % 360.0) - 180.0) + abs(v.elevation_deg) for v in views]))
+    frames = []
+    for i, spec in enumerate(views):
+        c2w = look_at_c2w(camera_position(spec.azimuth_deg, spec.elevation_deg, radius, yaw_direction))
+        render_c2w = c2w.copy()
+        if perturb.camera_jitter_deg > 0:
+            R = _random_rotation(rng, perturb.camera_jitter_deg)
+            render_c2w[:3, :] = R @ c2w[:3, :]
+        v_render = verts
+        extra_rot = np.eye(3)
+        if perturb.inconsistent_back_view and i == back:
+            bump_c = torch.tensor([0.08, 0.15, -0.2], device=device)
+            w = torch.exp(-((verts - bump_c) ** 2).sum(-1) / (2 * 0.12**2))
+            v_render = verts + perturb.back_bulge_units * w[:, None] * vertex_normals(verts, faces)
+            extra_rot = _axis_angle(np.array([0.0, 1.0, 0.3]), perturb.back_normal_rotation_deg)
+        rgb, n_world, cov = render_frame(v_render, faces, render_c2w, focal, size, albedo_fn, supersample)
+        mask = cov >= 0.5
+        R_n = extra_rot
+        if perturb.normal_rotation_deg > 0:
+            R_n = _random_rotation(rng, perturb.normal_rotation_deg) @ R_n
+        n_world = n_world @ R_n.T
+        if perturb.brightness > 0:
+            rgb = 1.0 - (1.0 - rgb) * 1.0  # keep white background white
+            gain = 1.0 + rng.uniform(-perturb.brightness, perturb.brightness)
+            rgb = np.where(mask[..., None], rgb * gain, rgb)
+        if perturb.pixel_noise > 0:
+            rgb = rgb + rng.normal(0, perturb.pixel_noise, rgb.shape) * cov[..., None]
+            n_world = n_world + rng.normal(0, perturb.pixel_noise, n_world.shape)
+            n_world = n_world / np.linalg.norm(n_world, axis=-1, keepdims=True).clip(1e-12)
+        if perturb.mask_jitter_px > 0:
+            k = int(rng.integers(-perturb.mask_jitter_px, perturb.mask_jitter_px + 1))
+            if k > 0:
+                mask = ndimage.binary_dilation(mask, iterations=k)
+            elif k < 0:
+                mask = ndimage.binary_erosion(mask, iterations=-k)
+        # normals are stored in the frame of the camera the ViewSet declares (the nominal one)
+        normal = n_world @ c2w[:3, :3] if normal_frame == "camera" else n_world
+        normal = np.where(cov[..., None] > 0, normal, 0.0).astype(np.float32)
+        frames.append(
+            ViewFrame(
+                rgb=np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8),
+                mask=mask,
+                c2w=c2w,
+                fl_x=focal,
+                fl_y=focal,
+                cx=size / 2,
+                cy=size / 2,
+                azimuth_deg=spec.azimuth_deg,
+                elevation_deg=spec.elevation_deg,
+                normal=normal,
+                normal_frame=normal_frame,
+                is_input=spec.is_input,
+            )
+        )
+    return ViewSet(
+        frames=frames,
+        yaw_direction=yaw_direction,
+        metres_per_unit=metres_per_unit,
+        generation={"synthetic": head.name, "seed": seed, "perturbed": perturb != Perturbation.none()},
+    )

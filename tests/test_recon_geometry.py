@@ -1,0 +1,138 @@
+"""Cameras, rasteriser, mesh checks and metrics against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recon.cameras import Cameras, mirror_yaw, opencv_to_opengl, opengl_to_opencv
+from recon.errors import DegenerateResultError
+from recon.mesh_ops import edge_manifold_report, self_intersections
+from recon.metrics import surface_metrics
+from recon.pipeline import check_mesh
+from recon.raster import TorchRasterizer, interpolate, rasterize_views
+from spin_io.viewset import YAW_CW, camera_position, focal_from_fov, look_at_c2w
+
+
+def _cams(positions, size=64) -> Cameras:
+    c2w = torch.tensor(np.stack([look_at_c2w(p) for p in positions]), dtype=torch.float32)
+    f = focal_from_fov(size)
+    n = len(positions)
+    return Cameras(c2w, torch.full((n,), f), torch.full((n,), f), torch.full((n,), size / 2),
+                   torch.full((n,), size / 2), size, size)
+
+
+def _icosphere(radius: float = 1.0, subdivisions: int = 3):
+    import trimesh
+
+    m = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius)
+    return np.asarray(m.vertices), np.asarray(m.faces, np.int64)
+
+
+def test_projection_and_rays_agree():
+    cams = _cams([camera_position(30, 20, 2.7), camera_position(-100, -10, 2.7)])
+    pts = torch.tensor([[0.1, -0.2, 0.05], [0.0, 0.0, 0.0]])
+    uv, depth = cams.project(pts)
+    assert uv[:, 1] == pytest.approx(torch.tensor([[32.0, 32.0]] * 2))  # origin projects to the centre
+    origins, dirs = cams.pixel_rays()
+    assert dirs.shape == (2, 64, 64, 3)
+    # the ray through the centre pixel corner region points at the origin
+    centre_dir = -origins / origins.norm(dim=-1, keepdim=True)
+    mid = (dirs[:, 31, 31] + dirs[:, 32, 32]) / 2
+    assert torch.allclose(mid / mid.norm(dim=-1, keepdim=True), centre_dir, atol=1e-3)
+    assert depth[:, 1] == pytest.approx(torch.tensor([2.7, 2.7]))
+
+
+def test_gl_projection_matches_pixel_projection():
+    cams = _cams([camera_position(50, 10, 2.7)])
+    p = torch.tensor([[0.2, 0.1, -0.1]])
+    uv, _ = cams.project(p)
+    P = cams.gl_projection()[0]
+    pc = cams.world_to_camera(p)[0, 0]
+    clip = P @ torch.cat([pc, torch.ones(1)])
+    ndc = clip[:2] / clip[3]
+    u = (ndc[0] + 1) / 2 * 64
+    v = (1 - ndc[1]) / 2 * 64
+    assert (float(u), float(v)) == pytest.approx((float(uv[0, 0, 0]), float(uv[0, 0, 1])), abs=1e-3)
+
+
+def test_axis_conversions_are_involutions_and_mirror_is_a_rotation():
+    c2w = torch.tensor(look_at_c2w(camera_position(33, 12, 2.7)))
+    assert torch.allclose(opencv_to_opengl(opengl_to_opencv(c2w)), c2w)
+    cv = opengl_to_opencv(c2w)
+    assert torch.allclose(cv[:3, 2], -c2w[:3, 2])  # OpenCV looks along +Z = OpenGL's -Z
+    m = mirror_yaw(c2w[None])[0]
+    assert torch.linalg.det(m[:3, :3]) == pytest.approx(1.0)
+    assert m[:3, 3].numpy() == pytest.approx(camera_position(33, 12, 2.7, YAW_CW))
+
+
+def test_rasterised_sphere_depth_and_area():
+    v, f = _icosphere(0.25, 4)
+    cams = _cams([camera_position(0, 0, 2.7)], size=96)
+    fr = rasterize_views(TorchRasterizer(), cams, torch.tensor(v, dtype=torch.float32), torch.tensor(f))[0]
+    # nearest point of the sphere is at distance 2.7 - 0.5 along the central ray
+    centre_depth = float(fr.depth[47:49, 47:49].min())
+    assert centre_depth == pytest.approx(2.45, abs=2e-3)
+    # silhouette of a sphere seen from distance d: cone half-angle asin(r/d)
+    half = math.asin(0.25 / 2.7)
+    r_px = focal_from_fov(96) * math.tan(half)
+    assert int(fr.covered.sum()) == pytest.approx(math.pi * r_px**2, rel=0.03)
+    # perspective-correct barycentrics reproduce 3-D positions on the true sphere
+    pos = interpolate(fr, torch.tensor(v, dtype=torch.float32), torch.tensor(f))[fr.covered]
+    assert pos.norm(dim=-1).mean() == pytest.approx(0.25, abs=1e-3)
+
+
+def test_zbuffer_keeps_the_nearer_triangle():
+    tri = [[-1, -1, 0], [1, -1, 0], [0, 1, 0]]
+    verts = torch.tensor(tri + [[x, y, 0.5] for x, y, _ in tri], dtype=torch.float32)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    cams = _cams([np.array([0.0, 0.0, 5.0])], size=32)
+    fr = rasterize_views(TorchRasterizer(max_candidates=50), cams, verts, faces)[0]
+    assert set(fr.face_id[fr.covered].tolist()) == {1}
+    assert float(fr.depth[16, 16]) == pytest.approx(4.5, abs=1e-4)
+
+
+def test_mesh_checks_catch_open_and_self_intersecting_meshes():
+    v, f = _icosphere(1.0, 2)
+    assert edge_manifold_report(f)["boundary_edges"] == 0
+    assert self_intersections(v, f) == 0
+    check_mesh(v, f)
+    with pytest.raises(DegenerateResultError, match="boundary_edges"):
+        check_mesh(v, f[1:])
+    v2 = np.concatenate([v, v + [0.43, 0.11, 0.07]])
+    f2 = np.concatenate([f, f + len(v)])
+    assert self_intersections(v2, f2) > 0
+    with pytest.raises(DegenerateResultError, match="self_intersections"):
+        check_mesh(v2, f2)
+
+
+def test_surface_metrics_closed_form_on_concentric_spheres():
+    v, f = _icosphere(0.25, 5)
+    grown = v * (0.25 + 0.003) / 0.25  # 3 mm larger at 1 unit = 1 m
+    m = surface_metrics(grown, f, v, f, mm_per_unit=1000.0, y_cut=-1.0, count=40_000)
+    assert m["chamfer_l1_mm"] == pytest.approx(3.0, abs=0.15)
+    assert m["signed_offset_mm"] == pytest.approx(3.0, abs=0.15)
+    assert m["fscore@2.5mm"] < 0.05 and m["fscore@5mm"] > 0.99
+    assert m["normal_consistency"] > 0.999
+    assert set(m["regions"]) == {"face", "back", "crown", "neck"}
+
+
+def test_hull_keeps_a_neck_that_leaves_the_frame_and_cuts_it_flat():
+    from recon.hull import visual_hull
+
+    cams = _cams([camera_position(a, 0, 2.7) for a in (0, 90, 180, 270)], size=64)
+    closed = torch.zeros(4, 64, 64)
+    closed[:, 16:48, 24:40] = 1.0  # a box fully inside every frame
+    open_ = closed.clone()
+    open_[:, 40:, 26:38] = 1.0  # a neck running out of the bottom border
+    h_closed = visual_hull(cams, closed, voxel=0.02, neck_margin=0.0)
+    h_open = visual_hull(cams, open_, voxel=0.02, neck_margin=0.05)
+    half_frame = 2.7 * 32 / focal_from_fov(64)  # half the frame height at the origin
+    assert h_closed.vertices[:, 1].min() > -half_frame * 0.6
+    # the open neck reaches the lowest row every view sees, and the cut there is one flat plane
+    assert h_open.y_cut < -half_frame * 0.8
+    bottom = h_open.vertices[:, 1] < h_open.y_cut + 1e-6
+    assert bottom.sum() > 10 and np.allclose(h_open.vertices[bottom, 1], h_open.y_cut, atol=1e-6)
