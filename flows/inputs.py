@@ -1,0 +1,96 @@
+"""Turn the `input` parameter (a photo, a folder, a glob or a manifest) into the list of photos to run.
+
+No Prefect here: the CLI uses it to refuse a bad input before any flow starts.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from flows.errors import InputNotFoundError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MANIFEST_SUFFIXES = (".txt", ".json", ".lst")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def photo_id(path: Path, sha256: str) -> str:
+    """'<stem>-<8 hex>': readable, and two different photos with the same name never share a folder."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).strip("._") or "photo"
+    return f"{stem[:48]}-{sha256[:8]}"
+
+
+def _read_manifest(path: Path) -> list[Path]:
+    text = path.read_text("utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputNotFoundError(f"{path}: manifest is not valid JSON ({exc}); give a JSON list of paths") from exc
+        if isinstance(entries, dict):
+            entries = entries.get("photos")
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise InputNotFoundError(f"{path}: a JSON manifest must be a list of paths (or {{\"photos\": [...]}})")
+    else:
+        entries = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    photos: list[Path] = []
+    for entry in entries:
+        p = Path(entry).expanduser()
+        p = p if p.is_absolute() else path.parent / p
+        if _GLOB_CHARS.search(str(entry)):
+            photos.extend(_expand_glob(str(p)))
+        else:
+            photos.append(p)
+    missing = [str(p) for p in photos if not p.is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise InputNotFoundError(f"{path}: manifest lists photos that do not exist: {shown}; fix the manifest")
+    return photos
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    return [Path(p) for p in sorted(glob.glob(pattern, recursive=True)) if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+
+
+def resolve_photos(input_spec: str) -> list[Path]:
+    """The photos named by `input_spec`, in a stable order, each once; raises InputNotFoundError."""
+    spec = input_spec.strip()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in MANIFEST_SUFFIXES:
+            photos = _read_manifest(path)
+        elif suffix in IMAGE_SUFFIXES:
+            photos = [path]
+        else:
+            raise InputNotFoundError(
+                f"{path}: neither a photo ({', '.join(IMAGE_SUFFIXES)}) nor a manifest ({', '.join(MANIFEST_SUFFIXES)})"
+            )
+    elif path.is_dir():
+        photos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif _GLOB_CHARS.search(spec):
+        photos = _expand_glob(str(path))
+    else:
+        raise InputNotFoundError(f"{spec}: no such photo, folder, glob or manifest; check the path")
+    if not photos:
+        raise InputNotFoundError(f"{spec}: matches no photos ({', '.join(IMAGE_SUFFIXES)})")
+    seen: set[Path] = set()
+    unique = []
+    for p in photos:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(r)
+    return unique

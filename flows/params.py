@@ -1,0 +1,158 @@
+"""Flow parameters as pydantic models: they are the form a pipeline TD fills in the Prefect UI.
+
+Every field has a description and bounds, so a bad value is refused by Prefect (or by the CLI)
+before any work starts. Groups map onto the stages; `RunOptions` holds what is about the run
+itself (caching, timeouts, GPU slot) rather than about the head.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AlignParams(_Params):
+    """Face detection and cropping (smr_core.align)."""
+
+    backend: Literal["auto", "antelopev2", "offline"] = Field(
+        "auto",
+        description="'antelopev2' needs the release's face models in the weights folder (gives the ArcFace identity); "
+        "'offline' uses dlib (no identity embedding); 'auto' takes antelopev2 when its files are found.",
+    )
+    face_index: int = Field(0, ge=0, le=63, description="Which face to use when a photo shows several (0 = largest).")
+
+
+class ViewsParams(_Params):
+    """Multi-view generation (smr_core.pipeline) or the synthetic stand-in (recon.synth)."""
+
+    backend: Literal["spinmeround", "synthetic"] = Field(
+        "spinmeround",
+        description="'spinmeround' runs the diffusion model on the aligned photo. 'synthetic' IGNORES the photo and "
+        "renders a procedural ground-truth head at the same cameras: for demos and tests without weights only.",
+    )
+    num_views: int = Field(8, ge=2, le=32, description="Views per pitch ring, evenly spaced in yaw; the input photo "
+                           "is the eye-level ring's azimuth-0 view.")
+    pitch_rings_deg: list[float] = Field(
+        default_factory=lambda: [0.0, 20.0, -15.0],
+        min_length=1,
+        max_length=8,
+        description="Elevation of each ring of views in degrees (0 = eye level, > 0 = from above); the pitched "
+        "rings cover the crown and the chin. More than 16 views are generated in several passes.",
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Sampler seed: the same seed reproduces the same views.")
+    cfg_scale: float = Field(3.5, ge=1.0, le=10.0, description="Classifier-free guidance scale (release default 3.5).")
+    steps: int = Field(50, ge=1, le=200, description="Sampler steps (release default 50; fewer is faster and rougher).")
+    image_size: int = Field(
+        512, ge=32, le=1024, description="Synthetic backend only: view resolution in pixels (the diffusion model "
+        "always works at 512)."
+    )
+    tiny_random: bool = Field(
+        False, description="Test only: tiny randomly initialised networks instead of weights (the views are noise)."
+    )
+    synthetic_head_seed: int = Field(0, ge=0, le=10_000, description="Synthetic backend: which procedural head.")
+
+    @field_validator("pitch_rings_deg")
+    @classmethod
+    def _pitch_in_range(cls, rings: list[float]) -> list[float]:
+        for p in rings:
+            if not -80.0 <= p <= 80.0:
+                raise ValueError(f"pitch ring {p} deg is outside [-80, 80]")
+        if len(set(rings)) != len(rings):
+            raise ValueError(f"pitch rings must differ, got {rings}")
+        return rings
+
+
+class ReconParams(_Params):
+    """Reconstruction of a textured mesh from the views (recon)."""
+
+    texture_size: int = Field(1024, ge=64, le=8192, description="Side of the baked albedo texture in pixels.")
+    preset: Literal["preview", "standard"] = Field(
+        "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps)."
+    )
+
+
+class ExportParams(_Params):
+    """GLB export (exporters)."""
+
+    lod_budgets: list[int] = Field(
+        default_factory=lambda: [25_000, 7_000, 2_500],
+        min_length=1,
+        max_length=8,
+        description="Triangle budget of each LOD, LOD0 first (head.glb, head_lod1.glb, ...); must not increase.",
+    )
+    texture_size: int | None = Field(
+        None, ge=16, le=16_384, description="Resize the GLB textures to N x N pixels (empty = keep the baked size)."
+    )
+    roughness: float = Field(0.7, ge=0.0, le=1.0, description="glTF metallic-roughness roughness of the head material.")
+    preview: bool = Field(True, description="Render the turntable contact sheet preview.png.")
+    validate_gltf: bool = Field(True, description="Run the Khronos glTF validator when Node.js and the package exist.")
+
+    @field_validator("lod_budgets")
+    @classmethod
+    def _budgets(cls, budgets: list[int]) -> list[int]:
+        if any(b < 4 for b in budgets):
+            raise ValueError(f"every LOD budget must be >= 4 triangles, got {budgets}")
+        if any(b > a for a, b in zip(budgets, budgets[1:], strict=False)):
+            raise ValueError(f"LOD budgets must not increase from LOD0 to the last LOD, got {budgets}")
+        return budgets
+
+
+class RunOptions(_Params):
+    """How the run is executed: where weights and caches live, timeouts, retries, the GPU slot."""
+
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="'auto' = first CUDA device if any, else CPU; or 'cpu', 'cuda', 'cuda:N'.",
+    )
+    weights: str | None = Field(
+        None, description="Weights folder laid out like the release (default: the SMR_WEIGHTS environment variable)."
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where stage results (the cache) are persisted; default <output>/.spin-cache. Put it on storage "
+        "that every worker can reach when workers run on several hosts.",
+    )
+    refresh_cache: bool = Field(False, description="Recompute every stage even when a cached result exists.")
+    gpu_concurrency_limit: str | None = Field(
+        None,
+        description="Name of a Prefect global concurrency limit held while the GPU stages (views, recon) run, e.g. "
+        "'gpu-{hostname}-{cuda_visible_devices}' (placeholders are filled on the worker). Empty = no limit.",
+    )
+    retries: int = Field(2, ge=0, le=10, description="Retries of a stage after a transient error (never user errors).")
+    retry_delay_s: float = Field(10.0, ge=0.0, le=3600.0, description="First retry delay; doubles at each retry.")
+    timeout_align_s: float = Field(600.0, gt=0, le=86_400, description="Time limit of the align stage per photo.")
+    timeout_views_s: float = Field(3600.0, gt=0, le=86_400, description="Time limit of the views stage per photo.")
+    timeout_recon_s: float = Field(3600.0, gt=0, le=86_400, description="Time limit of the recon stage per photo.")
+    timeout_export_s: float = Field(1200.0, gt=0, le=86_400, description="Time limit of the export stage per photo.")
+    shard_index: int = Field(0, ge=0, description="Process only photos i with i % shard_count == shard_index.")
+    shard_count: int = Field(1, ge=1, le=4096, description="Split a batch into this many shards (one run per GPU).")
+    max_photos: int | None = Field(None, ge=1, description="Stop after this many photos (after sharding).")
+
+    @model_validator(mode="after")
+    def _shard(self) -> RunOptions:
+        if self.shard_index >= self.shard_count:
+            raise ValueError(f"shard_index {self.shard_index} must be < shard_count {self.shard_count}")
+        return self
+
+
+class RunParameters(_Params):
+    """Everything one run needs; the flow's parameters are these fields, one UI section per group."""
+
+    input: str = Field(
+        ...,
+        min_length=1,
+        description="A photo, a glob such as 'photos/*.jpg', or a manifest (.txt: one path per line; "
+        ".json: a list of paths) of photos.",
+    )
+    output: str = Field(..., min_length=1, description="Output folder: one sub-folder per photo.")
+    align: AlignParams = Field(default_factory=AlignParams, description="Face detection and cropping.")
+    views: ViewsParams = Field(default_factory=ViewsParams, description="Multi-view generation.")
+    recon: ReconParams = Field(default_factory=ReconParams, description="Mesh reconstruction and texture baking.")
+    export: ExportParams = Field(default_factory=ExportParams, description="GLB export: LODs, textures, preview.")
+    options: RunOptions = Field(default_factory=RunOptions, description="Devices, weights, cache, retries, limits.")

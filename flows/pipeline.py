@@ -1,0 +1,232 @@
+"""The `spin-to-mesh` flow: photos (one, a folder, a glob or a manifest) -> one GLB per head.
+
+Per photo the stages run as tasks align -> views -> recon -> export. Photos are isolated: each
+stage task is run with `return_state=True`, so a failure ends that photo only (it is reported
+with its stage and error) and the run goes on with the others. Photos run one after the other
+in the flow's own thread: one flow run drives one GPU (two heads on one GPU would compete for
+its memory), and the stage time limits can interrupt a stage only outside worker threads. Scale
+out by running more flow runs (shards) on more workers, one per GPU: see docs/PREFECT.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.states import State
+
+from flows import artifacts, stages
+from flows.errors import PhotosFailedError
+from flows.inputs import photo_id, resolve_photos, sha256_file
+from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, RunParameters, ViewsParams
+from flows.records import (
+    STAGES,
+    AlignedRecord,
+    AssetRecord,
+    MeshRecord,
+    PhotoRecord,
+    PhotoResult,
+    RunSummary,
+    ViewsRecord,
+    from_uri,
+    to_uri,
+)
+from flows.tasks import configure_task
+
+FLOW_NAME = "spin-to-mesh"
+CACHE_DIRNAME = ".spin-cache"
+
+_ALIGN = AlignParams()
+_VIEWS = ViewsParams()
+_RECON = ReconParams()
+_EXPORT = ExportParams()
+_OPTIONS = RunOptions()
+
+
+def _outputs_intact(record: Any) -> bool:
+    """A cached record is only useful while its files are still there, unchanged."""
+    if isinstance(record, AssetRecord):
+        glb = from_uri(record.glb_uri)
+        return glb.is_file() and stages.file_sha256(glb) == record.glb_sha256
+    folder = from_uri(record.dir_uri)
+    return folder.is_dir() and stages.tree_sha256(folder) == record.sha256
+
+
+def _show(make_artifact: Any, *args: Any) -> None:
+    """Artifacts are for people: failing to create one is logged, never the end of a batch."""
+    try:
+        make_artifact(*args)
+    except Exception as exc:  # any API or image problem: the heads matter more
+        get_run_logger().warning("could not create the %s artifact: %s", make_artifact.__name__, exc)
+
+
+def _error_of(state: State) -> tuple[str, str]:
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, BaseException):
+        return type(exc).__name__, str(exc)
+    return state.type.value, state.message or "unknown error"
+
+
+class _PhotoRun:
+    """Bookkeeping of one photo while its stages run."""
+
+    def __init__(self, photo: PhotoRecord) -> None:
+        self.photo = photo
+        self.cached: list[str] = []
+        self.failure: tuple[str, str, str] | None = None  # stage, error type, message
+
+    def take(self, stage: str, state: State) -> Any | None:
+        """The record of a finished stage, or None after recording the failure."""
+        if state.is_completed():
+            if state.name == "Cached":
+                self.cached.append(stage)
+            return state.result()
+        self.failure = (stage, *_error_of(state))
+        return None
+
+    def result(self, asset: AssetRecord | None, metrics: dict[str, Any]) -> PhotoResult:
+        if asset is None:
+            stage, etype, msg = self.failure or ("unknown", "Error", "no result")
+            return PhotoResult(photo_id=self.photo.photo_id, source=self.photo.uri, status="failed",
+                               failed_stage=stage, error_type=etype, error=msg, cached_stages=self.cached)
+        return PhotoResult(photo_id=self.photo.photo_id, source=self.photo.uri, status="completed",
+                           glb_uri=asset.glb_uri, cached_stages=self.cached, metrics=metrics)
+
+
+def _run_stage(stage: str, run: RunParameters, cache_dir: Path, photo_run: _PhotoRun, **arguments: Any) -> Any | None:
+    """Run one stage task to its end; a cache hit whose files are gone is recomputed."""
+    state = configure_task(stage, run.options, cache_dir)(**arguments, return_state=True)
+    if state.is_completed() and state.name == "Cached" and not _outputs_intact(state.result()):
+        get_run_logger().warning("cached %s result of %s points at missing or changed files; recomputing",
+                                 stage, photo_run.photo.photo_id)
+        state = configure_task(stage, run.options, cache_dir, refresh=True)(**arguments, return_state=True)
+    return photo_run.take(stage, state)
+
+
+def _photo_records(run: RunParameters, output: Path) -> list[PhotoRecord]:
+    photos = resolve_photos(run.input)
+    opts = run.options
+    photos = [p for i, p in enumerate(photos) if i % opts.shard_count == opts.shard_index]
+    if opts.max_photos is not None:
+        photos = photos[: opts.max_photos]
+    records: dict[str, PhotoRecord] = {}
+    for path in photos:
+        sha = sha256_file(path)
+        pid = photo_id(path, sha)
+        records.setdefault(pid, PhotoRecord(photo_id=pid, uri=to_uri(path), sha256=sha, work_uri=to_uri(output / pid)))
+    return list(records.values())
+
+
+def _align_weights_id(run: RunParameters) -> str:
+    if run.align.backend == "offline":
+        return "offline"
+    return stages.folder_fingerprint(run.options.weights)
+
+
+def _run_photo(
+    photo: PhotoRecord, run: RunParameters, cache_dir: Path, views_wid: str, align_wid: str, progress: Any
+) -> PhotoResult:
+    """align -> views -> recon -> export for one photo; the first failing stage ends it (and only it)."""
+    opts = run.options
+    pr = _PhotoRun(photo)
+    steps_left = len(STAGES)
+
+    def step() -> None:
+        nonlocal steps_left
+        steps_left -= 1
+        progress.advance()
+
+    aligned: AlignedRecord | None = _run_stage(
+        "align", run, cache_dir, pr, photo=photo, params=run.align, weights_id=align_wid, weights=opts.weights
+    )
+    step()
+    views: ViewsRecord | None = None
+    if aligned is not None:
+        views = _run_stage("views", run, cache_dir, pr, aligned=aligned, params=run.views, work_uri=photo.work_uri,
+                           weights_id=views_wid, device=opts.device, weights=opts.weights,
+                           gpu_limit=opts.gpu_concurrency_limit)
+        step()
+    mesh: MeshRecord | None = None
+    if views is not None:
+        _show(artifacts.views_artifact, views)
+        mesh = _run_stage("recon", run, cache_dir, pr, views=views, params=run.recon, work_uri=photo.work_uri,
+                          device=opts.device, gpu_limit=opts.gpu_concurrency_limit)
+        step()
+    asset: AssetRecord | None = None
+    if mesh is not None:
+        asset = _run_stage("export", run, cache_dir, pr, mesh=mesh, params=run.export, work_uri=photo.work_uri)
+        step()
+    progress.advance(steps_left)
+    if asset is None:
+        return pr.result(None, {})
+    _show(artifacts.asset_artifacts, asset)
+    metrics = {f"recon.{k}": v for k, v in mesh.metrics.items()}
+    metrics.update({f"export.{k}": v for k, v in asset.summary.items() if not isinstance(v, list)})
+    if asset.summary.get("triangles"):
+        metrics["export.triangles_lod0"] = asset.summary["triangles"][0]
+    return pr.result(asset, metrics)
+
+
+def run_pipeline(run: RunParameters) -> RunSummary:
+    """The body of the flow (call it inside a flow run)."""
+    logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
+    output = Path(run.output).expanduser().resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(run.options.cache_dir).expanduser().resolve() if run.options.cache_dir else output / CACHE_DIRNAME
+    photos = _photo_records(run, output)
+    logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_dir)
+    progress = artifacts.Progress(len(photos) * len(STAGES), f"{len(photos)} photo(s): align, views, recon, export")
+    views_wid = stages.views_weights_id(run.options.weights, run.views)
+    align_wid = _align_weights_id(run)
+
+    finished: list[PhotoResult] = []
+    for photo in photos:
+        finished.append(_run_photo(photo, run, cache_dir, views_wid, align_wid, progress))
+        done = finished[-1]
+        if done.status == "failed":
+            logger.error("%s failed in %s: %s: %s", photo.photo_id, done.failed_stage, done.error_type, done.error)
+
+    summary = RunSummary(output_uri=to_uri(output), photos=finished)
+    _show(artifacts.summary_artifacts, summary)
+    logger.info("%d of %d photo(s) completed", summary.n_completed, len(photos))
+    if photos and summary.n_completed == 0:
+        first = summary.photos[0]
+        raise PhotosFailedError(
+            f"all {len(photos)} photo(s) failed; first: {first.photo_id} in {first.failed_stage}: "
+            f"{first.error_type}: {first.error}"
+        )
+    return summary
+
+
+@flow(name=FLOW_NAME, log_prints=True, validate_parameters=True)
+def spin_to_mesh(
+    input: str,
+    output: str,
+    align: AlignParams = _ALIGN,
+    views: ViewsParams = _VIEWS,
+    recon: ReconParams = _RECON,
+    export: ExportParams = _EXPORT,
+    options: RunOptions = _OPTIONS,
+) -> RunSummary:
+    """One face photo, a folder, a glob or a manifest of photos -> one textured GLB head per photo.
+
+    Each photo gets `<output>/<photo id>/{aligned,views,mesh,asset}`; `asset/head.glb` is the head.
+    A photo that fails (no face, a recon error, ...) is reported in the summary table with its stage
+    and error while the others complete. Stages are cached in `<output>/.spin-cache` (or
+    options.cache_dir), so a re-run only redoes what changed or failed.
+
+    Args:
+        input: A photo, a folder, a glob such as 'photos/*.jpg', or a manifest (.txt: one path per line;
+            .json: a list of paths).
+        output: Output folder; each photo gets a sub-folder '<name>-<hash>'.
+        align: Face detection and cropping.
+        views: Multi-view generation ('synthetic' ignores the photo: demos and tests only).
+        recon: Mesh reconstruction and texture baking.
+        export: GLB export: LODs, textures, preview.
+        options: Devices, weights, cache, retries, time limits, GPU concurrency limit, sharding.
+    """
+    run = RunParameters(input=input, output=output, align=align, views=views, recon=recon, export=export,
+                        options=options)
+    return run_pipeline(run)

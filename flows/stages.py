@@ -1,0 +1,288 @@
+"""The four stages as plain functions: call the stage package, write its folder atomically, return a record.
+
+No Prefect and no maths here: `flows.tasks` wraps these in Prefect tasks, and anything that wants
+to run a stage without Prefect (a notebook, a test) can call them directly. Each stage writes into
+a temporary sibling folder and renames it into place only when the stage package succeeded, so a
+failed or interrupted stage never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from flows.errors import StageUnavailableError
+from flows.params import AlignParams, ExportParams, ReconParams, ViewsParams
+from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord, from_uri, to_uri
+
+SYNTHETIC_NOTE = (
+    "SYNTHETIC: a procedural ground-truth head rendered by recon.synth at the requested cameras; "
+    "the input photo was not used. For demos and tests without diffusion weights only."
+)
+
+
+def tree_sha256(folder: str | Path) -> str:
+    """Content hash of a folder: every file's relative path and bytes, in sorted order."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
+        h.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0" + file_sha256(path).encode() + b"\0")
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to `final`; on success it replaces `final` (old results removed)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else passes through."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_fingerprint(weights: str | None) -> str:
+    """Identify a weights folder cheaply: file names, sizes and modification times.
+
+    Hashing multi-GB checkpoints on every run would cost more than a cache hit saves; a replaced
+    file changes its size or mtime, which is what invalidates the cache here.
+    """
+    root = weights or os.environ.get("SMR_WEIGHTS")
+    if not root or not Path(root).is_dir():
+        return "none"
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return "files-" + h.hexdigest()[:16]
+
+
+def views_weights_id(weights: str | None, views: ViewsParams) -> str:
+    """The weights id of a views run: part of its cache key and of its record."""
+    if views.backend == "synthetic":
+        return "synthetic"
+    if views.tiny_random:
+        return "tiny-random"
+    return folder_fingerprint(weights)
+
+
+def run_align(photo: PhotoRecord, params: AlignParams, weights: str | None = None) -> AlignedRecord:
+    """Photo -> AlignedFace folder `<work>/aligned` (smr_core.align)."""
+    from smr_core.align import align_photo
+
+    out = from_uri(photo.work_uri) / "aligned"
+    with staged_dir(out) as tmp:
+        face = align_photo(
+            from_uri(photo.uri), tmp, backend=params.backend, weights_dir=weights, face_index=params.face_index
+        )
+    return AlignedRecord(
+        photo_id=photo.photo_id,
+        dir_uri=to_uri(out),
+        sha256=tree_sha256(out),
+        backend=str(face.backend.get("name", params.backend)),
+        has_identity=face.arcface is not None,
+        head_pose={k: float(v) for k, v in face.head_pose.items()},
+    )
+
+
+def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str) -> int:
+    from recon.synth import ViewSpec, procedural_head, render_viewset
+    from smr_core.cameras import default_cameras
+    from spin_io.viewset import write_viewset
+
+    # a coarser head for small previews keeps the demo fast; the renderer's cost grows with faces
+    small = params.image_size < 256
+    head = procedural_head(
+        params.synthetic_head_seed, voxel_m=0.004 if small else 0.0025, target_faces=6_000 if small else 60_000
+    )
+    # the cameras the diffusion backend would generate (smr_core's schedule), input view first
+    cameras = default_cameras(params.num_views, params.pitch_rings_deg, with_input=True)
+    specs = [ViewSpec(c.azimuth_deg, c.elevation_deg, is_input=c.is_input) for c in cameras]
+    vs = render_viewset(head, specs, size=params.image_size, normal_frame="camera", seed=params.seed, device=device)
+    vs.generation = {
+        **vs.generation,
+        "backend": "synthetic",
+        "synthetic": True,
+        "synthetic_head": head.name,
+        "note": SYNTHETIC_NOTE,
+        "num_views": params.num_views,
+        "pitch_rings_deg": list(params.pitch_rings_deg),
+    }
+    write_viewset(views_dir, vs)
+    return len(specs)
+
+
+def _spinmeround_viewset(
+    aligned_dir: Path, views_dir: Path, params: ViewsParams, device: str, weights: str | None
+) -> int:
+    try:
+        from smr_core.pipeline import ViewsConfig, generate_viewset
+    except ImportError as exc:
+        raise StageUnavailableError(
+            f"the spinmeround views backend is not available in this installation ({exc}); "
+            "use views backend 'synthetic' for a weights-free demo"
+        ) from exc
+    import json
+
+    config = ViewsConfig(
+        num_views=params.num_views,
+        pitch_rings_deg=tuple(params.pitch_rings_deg),
+        seed=params.seed,
+        cfg_scale=params.cfg_scale,
+        steps=params.steps,
+    )
+    generate_viewset(
+        aligned_dir, views_dir, config, weights_dir=Path(weights) if weights else None,
+        tiny_random=params.tiny_random, device=device,
+    )
+    return len(json.loads((views_dir / "transforms.json").read_text("utf-8"))["frames"])
+
+
+def run_views(
+    aligned: AlignedRecord, params: ViewsParams, work_uri: str, device: str = "auto", weights: str | None = None
+) -> ViewsRecord:
+    """AlignedFace -> ViewSet folder `<work>/views` (the diffusion model, or the labelled synthetic stand-in)."""
+    out = from_uri(work_uri) / "views"
+    dev = resolve_device(device)
+    with staged_dir(out) as tmp:
+        if params.backend == "synthetic":
+            n = _synthetic_viewset(tmp, params, dev)
+        else:
+            n = _spinmeround_viewset(from_uri(aligned.dir_uri), tmp, params, dev, weights)
+    return ViewsRecord(
+        photo_id=aligned.photo_id,
+        dir_uri=to_uri(out),
+        sha256=tree_sha256(out),
+        backend=params.backend,
+        synthetic=params.backend == "synthetic",
+        n_views=n,
+        weights_id=views_weights_id(weights, params),
+    )
+
+
+def _scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested metrics to scalars (the record stays small; per-view lists are in metrics.json)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_scalar_metrics(value, name + "."))
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            flat[name] = value
+    return flat
+
+
+# recon settings per preset: 'preview' trades accuracy for speed (a coarser hull, fewer faces and
+# normal-fusion rounds); 'standard' is recon's own defaults.
+RECON_PRESETS: dict[str, dict[str, Any]] = {
+    "preview": {"hull_voxel": 0.012, "target_faces": 6_000, "rounds": 2},
+    "standard": {},
+}
+
+
+def recon_config(params: ReconParams, device: str) -> Any:
+    """recon's ReconConfig for the flow's parameters."""
+    from recon.fusion import FusionConfig
+    from recon.pipeline import ReconConfig
+    from recon.texture import TextureConfig
+
+    preset = RECON_PRESETS[params.preset]
+    config = ReconConfig(device=device, texture=TextureConfig(size=params.texture_size))
+    if "hull_voxel" in preset:
+        config.hull_voxel = preset["hull_voxel"]
+    if "target_faces" in preset:
+        config.target_faces = preset["target_faces"]
+    if "rounds" in preset:
+        config.fusion = FusionConfig(rounds=preset["rounds"])
+    return config
+
+
+def run_recon(
+    views: ViewsRecord,
+    params: ReconParams,
+    work_uri: str,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> MeshRecord:
+    """ViewSet -> HeadMesh folder `<work>/mesh` (recon)."""
+    try:
+        from recon.pipeline import run_recon as recon_run
+    except ImportError as exc:
+        raise StageUnavailableError(f"recon's pipeline is not available in this installation ({exc})") from exc
+    import json
+
+    out = from_uri(work_uri) / "mesh"
+    with staged_dir(out) as tmp:
+        recon_run(from_uri(views.dir_uri), tmp, recon_config(params, resolve_device(device)), log=log)
+    metrics_path = out / "metrics.json"
+    metrics = json.loads(metrics_path.read_text("utf-8")) if metrics_path.is_file() else {}
+    return MeshRecord(photo_id=views.photo_id, dir_uri=to_uri(out), sha256=tree_sha256(out),
+                      metrics=_scalar_metrics({k: v for k, v in metrics.items() if k not in ("config", "generation")}))
+
+
+def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRecord:
+    """HeadMesh -> Asset folder `<work>/asset` (exporters): LOD GLBs, preview.png, report.json."""
+    from exporters import ExportConfig, export_asset
+
+    out = from_uri(work_uri) / "asset"
+    config = ExportConfig(
+        roughness=params.roughness,
+        lod_budgets=tuple(params.lod_budgets),
+        texture_size=params.texture_size,
+        preview=params.preview,
+        validate=params.validate_gltf,
+        overwrite=True,
+    )
+    with staged_dir(out) as tmp:
+        result = export_asset(from_uri(mesh.dir_uri), tmp, config)
+    files = {role: out / Path(p).name for role, p in result.files.items()}
+    glb = files.get("lod0", out / "head.glb")
+    report = result.report
+    summary: dict[str, Any] = {
+        "triangles": [lod.get("triangles") for lod in report.get("lods", []) if isinstance(lod, dict)],
+        "validation_passed": report.get("validation", {}).get("passed"),
+        "glb_bytes": glb.stat().st_size,
+    }
+    return AssetRecord(
+        photo_id=mesh.photo_id,
+        dir_uri=to_uri(out),
+        glb_uri=to_uri(glb),
+        glb_sha256=file_sha256(glb),
+        preview_uri=to_uri(files["preview"]) if "preview" in files else None,
+        files={role: to_uri(p) for role, p in files.items()},
+        summary=summary,
+    )

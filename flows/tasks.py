@@ -1,0 +1,106 @@
+"""The stages as Prefect tasks: cached on content + parameters + weights + code, persisted, retried, timed.
+
+Each task is a thin call into `flows.stages`. Run-specific settings (where results are persisted,
+retries, timeouts, refresh) are applied per run with `configure_task`, so the decorators below only
+hold what never changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, get_run_logger, task
+from prefect.tasks import exponential_backoff
+
+from flows import stages
+from flows.caching import retry_condition, stage_cache_key
+from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, ViewsParams
+from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord
+
+_COMMON: dict[str, Any] = {
+    "cache_key_fn": stage_cache_key,
+    "persist_result": True,
+    "result_serializer": "json",
+    "retry_condition_fn": retry_condition,
+}
+
+
+def fill_limit_name(template: str) -> str:
+    """'gpu-{hostname}-{cuda_visible_devices}' -> e.g. 'gpu-render07-1' on the worker that runs the task."""
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES", "all").replace(",", "_") or "none"
+    return template.format(hostname=socket.gethostname().split(".")[0].lower(), cuda_visible_devices=cuda)
+
+
+@contextlib.contextmanager
+def gpu_slot(limit: str | None) -> Iterator[None]:
+    """Hold one slot of the named global concurrency limit while a GPU stage runs (no-op without a name).
+
+    A limit that does not exist on the server is not an error (Prefect's non-strict mode): the
+    stage runs unthrottled, as on a single-GPU workstation.
+    """
+    if not limit:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(fill_limit_name(limit), occupy=1):
+        yield
+
+
+@task(name="align", task_run_name="align {photo.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)
+def align_task(photo: PhotoRecord, params: AlignParams, weights_id: str, weights: str | None = None) -> AlignedRecord:
+    """Detect and crop the face (CPU)."""
+    return stages.run_align(photo, params, weights)
+
+
+@task(name="views", task_run_name="views {aligned.photo_id}", tags=["spin-to-mesh", "gpu"], **_COMMON)
+def views_task(
+    aligned: AlignedRecord,
+    params: ViewsParams,
+    work_uri: str,
+    weights_id: str,
+    device: str = "auto",
+    weights: str | None = None,
+    gpu_limit: str | None = None,
+) -> ViewsRecord:
+    """Generate the posed views (GPU: the expensive stage the cache exists for)."""
+    with gpu_slot(gpu_limit):
+        return stages.run_views(aligned, params, work_uri, device, weights)
+
+
+@task(name="recon", task_run_name="recon {views.photo_id}", tags=["spin-to-mesh", "gpu"], **_COMMON)
+def recon_task(
+    views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", gpu_limit: str | None = None
+) -> MeshRecord:
+    """Fit the textured mesh to the views."""
+    logger = get_run_logger()
+    with gpu_slot(gpu_limit):
+        return stages.run_recon(views, params, work_uri, device, log=lambda msg: logger.info("recon %s", msg))
+
+
+@task(name="export", task_run_name="export {mesh.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)
+def export_task(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRecord:
+    """Write the GLB LODs, the turntable preview and report.json (CPU)."""
+    return stages.run_export(mesh, params, work_uri)
+
+
+STAGE_TASKS: dict[str, Task] = {"align": align_task, "views": views_task, "recon": recon_task, "export": export_task}
+
+
+def configure_task(stage: str, options: RunOptions, cache_dir: Path, refresh: bool | None = None) -> Task:
+    """The stage's task with this run's result storage, retries with exponential backoff, and time limit."""
+    timeout = getattr(options, f"timeout_{stage}_s")
+    return STAGE_TASKS[stage].with_options(
+        result_storage=Path(cache_dir),
+        refresh_cache=options.refresh_cache if refresh is None else refresh,
+        retries=options.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=options.retry_delay_s)(options.retries)
+        if options.retries
+        else 0,
+        timeout_seconds=timeout,
+    )
