@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flows.errors import user_error_types
+
 # Task arguments that cannot change a stage's result: where it runs, and the weights *path*
 # (the weights *id* is an argument of its own and is part of the key).
 KEY_EXCLUDED_ARGUMENTS = frozenset({"device", "weights", "gpu_limit"})
@@ -79,23 +81,6 @@ def stage_key(stage: str, arguments: dict[str, Any]) -> str:
 def stage_cache_key(context: Any, arguments: dict[str, Any]) -> str:
     """Prefect `cache_key_fn`: the task's name is the stage."""
     return stage_key(context.task.name, arguments)
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix: retrying cannot help, so they fail at once."""
-    types: list[type[BaseException]] = []
-    for module, name in (
-        ("spin_io.errors", "ContractError"),
-        ("smr_core.errors", "SMRError"),
-        ("recon.errors", "ReconError"),
-        ("exporters.errors", "ExportError"),
-        ("flows.errors", "FlowError"),
-    ):
-        try:
-            types.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
 
 
 def is_transient(exc: BaseException | None) -> bool:

@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from flows.errors import user_error_types
+
 # Modules that provide `register(subparsers)`; order = order in --help.
 _COMMAND_MODULES = (
     "smr_core.align.cli",
@@ -24,23 +26,6 @@ _COMMAND_MODULES = (
     "flows.run_cli",
     "flows.doctor",
 )
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """The base exception of every package whose errors are the user's to fix."""
-    types: list[type[BaseException]] = []
-    for module, name in (
-        ("spin_io.errors", "ContractError"),
-        ("exporters.errors", "ExportError"),
-        ("recon.errors", "ReconError"),
-        ("smr_core.errors", "SMRError"),
-        ("flows.errors", "FlowError"),
-    ):
-        try:
-            types.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _user_error_types() as exc:
+    except user_error_types() as exc:
         print(f"spin-to-mesh {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

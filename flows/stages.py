@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flows.errors import StageUnavailableError
 from flows.params import AlignParams, ExportParams, ReconParams, ViewsParams
 from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord, from_uri, to_uri
+from spin_io.atomic import atomic_dir
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC: a procedural ground-truth head rendered by recon.synth at the requested cameras; "
@@ -36,23 +35,9 @@ def tree_sha256(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
+def staged_dir(final: Path) -> contextlib.AbstractContextManager[Path]:
     """Yield an empty temporary folder next to `final`; on success it replaces `final` (old results removed)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return atomic_dir(final)
 
 
 def resolve_device(device: str) -> str:

@@ -29,6 +29,7 @@ import torch
 from smr_core import keymaps
 from smr_core.errors import CheckpointError
 from smr_core.weights import MANIFEST, WEIGHT_FILE_NAMES, WeightsLayout, find_weights
+from spin_io.atomic import replace_dir
 
 MANIFEST_FORMAT = "spin-to-mesh/spinmeround-weights"
 MANIFEST_VERSION = 1
@@ -510,13 +511,7 @@ def convert_weights(
             "converted_by": f"spin-to-mesh {_package_version()}",
         }
         atomic_write_json(tmp / MANIFEST, manifest)
-        if dst.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".old-{dst.name}-", dir=dst.parent))
-            os.replace(dst, old / dst.name)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
+        replace_dir(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

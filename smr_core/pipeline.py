@@ -44,6 +44,7 @@ from smr_core.cameras import (
 )
 from smr_core.errors import InputError, WeightsNotFoundError
 from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes, unit_normals, white_background_mask
+from spin_io.atomic import replace_dir
 
 Progress = Callable[[str, int, int], None]
 
@@ -503,17 +504,6 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
-def _replace_dir(tmp: Path, dst: Path) -> None:
-    """Move a finished folder into place; an older ViewSet there is removed only after the swap."""
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".old-{dst.name}-", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-        os.replace(tmp, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dst)
-
-
 def _load_identity(identity: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
     if isinstance(identity, np.ndarray):
         emb = identity
@@ -628,7 +618,7 @@ def _generate_and_write(
     try:
         atomic_write_json(tmp / "report.json", report)
         write_viewset(tmp, vs)
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

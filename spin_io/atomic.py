@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,34 @@ def atomic_write_png(target: str | os.PathLike[str], image: np.ndarray) -> Path:
     with atomic_path(target) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
     return Path(target)
+
+
+def replace_dir(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Move the finished folder `tmp` to `dst`; an older `dst` is moved aside first, deleted after the swap.
+
+    Both renames stay on one file system (tmp must be a sibling of dst), so at every instant `dst` is
+    either the complete old folder, absent, or the complete new one.
+    """
+    tmp, dst = Path(tmp), Path(dst)
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{dst.name}-", dir=dst.parent))
+        os.replace(dst, old / dst.name)
+        os.replace(tmp, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dst)
+    return dst
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary sibling of `final`; on success it replaces `final`, on error it is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
