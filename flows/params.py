@@ -54,6 +54,10 @@ class ViewsParams(_Params):
     tiny_random: bool = Field(
         False, description="Test only: tiny randomly initialised networks instead of weights (the views are noise)."
     )
+    fast: bool = Field(
+        False, description="CUDA fast path: bf16 networks with torch.compile and CUDA graphs (about 1.5x faster "
+        "sampling, 5x faster normals; the worker's first photo pays about a minute of compilation)."
+    )
     synthetic_head_seed: int = Field(0, ge=0, le=10_000, description="Synthetic backend: which procedural head.")
 
     @field_validator("pitch_rings_deg")

@@ -75,6 +75,7 @@ def build_parameters(args: argparse.Namespace) -> Any:
                     backend=args.views_backend, num_views=args.num_views, pitch_rings_deg=args.pitch_rings,
                     seed=args.seed, cfg_scale=args.cfg_scale, steps=args.steps, image_size=args.image_size,
                     tiny_random=args.tiny_random or None, synthetic_head_seed=args.synthetic_head_seed,
+                    fast=args.fast or None,
                 ),
                 "recon": pick(texture_size=args.texture_size, preset=args.recon_preset),
                 "export": pick(
@@ -148,6 +149,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--image-size", type=int, help="view resolution in pixels")
     g.add_argument("--tiny-random", action="store_true", help="test only: tiny random networks (views are noise)")
     g.add_argument("--synthetic-head-seed", type=int)
+    g.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 + torch.compile + CUDA graphs "
+                   "(the first photo compiles for about a minute)")
     g = p.add_argument_group("recon and export")
     g.add_argument("--texture-size", type=int, help="baked albedo size in pixels")
     g.add_argument("--recon-preset", choices=["preview", "standard"])

@@ -9,6 +9,7 @@ failed or interrupted stage never leaves a folder that looks finished.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -38,6 +39,18 @@ def tree_sha256(folder: str | Path) -> str:
 def staged_dir(final: Path) -> contextlib.AbstractContextManager[Path]:
     """Yield an empty temporary folder next to `final`; on success it replaces `final` (old results removed)."""
     return atomic_dir(final)
+
+
+@functools.lru_cache(maxsize=1)
+def loaded_pipeline(weights: str, device: str) -> Any:
+    """The SpinMeRound networks of this worker process, loaded once and reused by every photo it processes.
+
+    One entry: a worker serves one GPU and one weights folder (a change of either reloads). Loading the release
+    takes seconds and the fast path compiles for about a minute, which a batch must not pay per photo.
+    """
+    from smr_core.pipeline import SpinMeRoundPipeline
+
+    return SpinMeRoundPipeline.from_pretrained(weights or None, device=device)
 
 
 def resolve_device(device: str) -> str:
@@ -149,10 +162,12 @@ def _spinmeround_viewset(
         seed=params.seed,
         cfg_scale=params.cfg_scale,
         steps=params.steps,
+        fast=params.fast,
     )
+    pipeline = None if params.tiny_random else loaded_pipeline(weights or "", device)
     generate_viewset(
         aligned_dir, views_dir, config, weights_dir=Path(weights) if weights else None,
-        tiny_random=params.tiny_random, device=device,
+        tiny_random=params.tiny_random, device=device, pipeline=pipeline,
     )
     return len(json.loads((views_dir / "transforms.json").read_text("utf-8"))["frames"])
 

@@ -529,8 +529,12 @@ def generate_viewset(
     device: str | None = None,
     progress: Progress | None = None,
     identity: str | os.PathLike[str] | np.ndarray | None = None,
+    pipeline: SpinMeRoundPipeline | None = None,
 ) -> Path:
     """AlignedFace folder -> ViewSet folder `out_dir` (written atomically: complete or absent). Returns out_dir.
+
+    pipeline: an already loaded SpinMeRoundPipeline (a batch worker loads the weights, and compiles the fast
+    path, once); `weights_dir` must then name the folder it was loaded from (it is recorded in the ViewSet).
 
     aligned_dir None (or config.condition_on_photo False) is identity-only generation; the identity is then
     `identity` (an arcface.npy path or array) or, in tiny_random mode only, a random unit vector. tiny_random
@@ -565,7 +569,9 @@ def generate_viewset(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory(prefix="smr-tiny-") as tiny_dir:  # tiny weights live only for this run
         t0 = time.perf_counter()
-        if tiny_random:
+        if pipeline is not None:
+            pipe = pipeline
+        elif tiny_random:
             from smr_core.tiny import write_tiny_weights
 
             pipe = SpinMeRoundPipeline.from_pretrained(write_tiny_weights(Path(tiny_dir) / "weights"), device=device)

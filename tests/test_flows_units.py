@@ -262,3 +262,30 @@ def test_prefect_env_respects_the_user(tmp_path, monkeypatch):
     monkeypatch.delenv("PREFECT_HOME")
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert configure_prefect_env() == {}, "a configured server is used as is"
+
+
+def test_a_worker_loads_the_networks_once_for_all_its_photos(tmp_path, monkeypatch):
+    import smr_core.pipeline as pipeline
+
+    loads, used = [], []
+
+    def fake_load(weights_dir=None, *, device=None, use_ema=None):
+        loads.append((weights_dir, device))
+        return object()
+
+    def fake_generate(aligned_dir, out_dir, config, *, pipeline=None, **_):
+        used.append((pipeline, config.fast))
+        (Path(out_dir) / "transforms.json").write_text(json.dumps({"frames": [{}] * 2}))
+        return out_dir
+
+    monkeypatch.setattr(pipeline.SpinMeRoundPipeline, "from_pretrained", fake_load)
+    monkeypatch.setattr(pipeline, "generate_viewset", fake_generate)
+    stages.loaded_pipeline.cache_clear()
+    try:
+        params = ViewsParams(num_views=2, pitch_rings_deg=[0.0], steps=2, fast=True)
+        for i in range(2):
+            stages.run_views(_aligned(), params, to_uri(tmp_path / str(i)), device="cpu", weights=str(tmp_path / "w"))
+    finally:
+        stages.loaded_pipeline.cache_clear()
+    assert loads == [(str(tmp_path / "w"), "cpu")]
+    assert used[0][0] is used[1][0] is not None and used[0][1] is True
