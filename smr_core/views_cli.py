@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=16, help="frames per joint pass (<= 16)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="multi-view UNet precision (auto: bf16 autocast on CUDA, fp32 on CPU)")
+                   help="multi-view UNet precision (auto: fp16 autocast on CUDA as the release, fp32 on CPU; "
+                   "--fast uses bf16 unless fp16 is chosen)")
     p.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 UNet copies with torch.compile and "
                    "CUDA graphs (first run compiles for ~1 min); see smr_core/speed.py")
     p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
