@@ -110,6 +110,14 @@ def check_weights(weights_dir: str | None) -> list[Check]:
     for m in layout.missing:
         status = "missing" if m.needed_for == "diffusion" else "warn"
         checks.append(Check(m.path.name, status, f"{m.path} not found ({m.needed_for})", f"get it from {m.source}"))
+    from smr_core.align.weights import find_tddfa_weights
+
+    tddfa = find_tddfa_weights(layout.root)
+    if tddfa.complete:
+        checks.append(Check("FaceBoxes + 3DDFA", "ok", "all four files found: the crop is refined as the release does"))
+    else:
+        checks.append(Check("FaceBoxes + 3DDFA", "warn", "incomplete: alignment refines the crop from landmarks",
+                            "; ".join(tddfa.missing())))
     return checks
 
 

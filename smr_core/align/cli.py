@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "licence: non-commercial use only)",
     )
     p.add_argument("--matting", choices=("auto", "bisenet", "grabcut"), default="auto", help="background removal")
+    p.add_argument("--refinement", choices=("auto", "3ddfa", "landmark"), default="auto",
+                   help="crop refinement: the release's FaceBoxes + 3DDFA (auto: when WEIGHTS/3ddfa/ is complete) "
+                   "or our landmark fit")
     p.set_defaults(func=_handle)
 
 
@@ -44,7 +47,9 @@ def _handle(args: argparse.Namespace) -> int:
     from smr_core.align import AlignConfig, align_photo
     from smr_core.align.offline import OfflineConfig
 
-    config = AlignConfig(offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting)
+    config = AlignConfig(
+        offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement
+    )
     face = align_photo(
         args.photo,
         args.out,

@@ -29,12 +29,19 @@ from smr_core.align.image import load_image
 from smr_core.align.matting import composite_white, grabcut_mask
 from smr_core.align.offline import OfflineConfig
 from smr_core.align.template import fit_pose
-from smr_core.align.weights import find_align_weights, require_align_weights, resolve_weights_dir
+from smr_core.align.weights import (
+    find_align_weights,
+    find_tddfa_weights,
+    require_align_weights,
+    require_tddfa_weights,
+    resolve_weights_dir,
+)
 from smr_core.errors import InputError, WeightsNotFoundError
 from spin_io.aligned import AlignedFace, write_aligned
 
 BackendName = Literal["auto", "antelopev2", "offline"]
 MattingName = Literal["auto", "bisenet", "grabcut"]
+RefinementName = Literal["auto", "3ddfa", "landmark"]
 
 
 class FaceBackend(Protocol):
@@ -59,6 +66,9 @@ class AlignConfig:
     crop: CropSpec = field(default_factory=CropSpec)
     matting: MattingName = "auto"
     refine: bool = True  # PanoHead's pose/scale refinement; False keeps the plain FFHQ quad
+    # Who measures that refinement: "3ddfa" = the release's FaceBoxes + 3DDFA_V2 (needs WEIGHTS/3ddfa/),
+    # "landmark" = our template fit; "auto" takes 3ddfa when its files are all present.
+    refinement: RefinementName = "auto"
     device: str = "cpu"  # BiSeNet's device
 
 
@@ -82,6 +92,24 @@ def make_backend(
 
         return OfflineBackend(config.offline)
     raise InputError(f"unknown alignment backend {backend!r}; choose 'auto', 'antelopev2' or 'offline'")
+
+
+def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConfig):
+    """The release's FaceBoxes + 3DDFA_V2 refiner when selected (or 'auto' and complete), else None."""
+    if config.refinement == "landmark":
+        return None
+    if config.refinement == "3ddfa":
+        found = require_tddfa_weights(weights_dir)
+    elif config.refinement == "auto":
+        root = resolve_weights_dir(weights_dir)
+        found = find_tddfa_weights(root) if root is not None else None
+        if found is None or not found.complete:
+            return None
+    else:
+        raise InputError(f"unknown refinement {config.refinement!r}; choose 'auto', '3ddfa' or 'landmark'")
+    from smr_core.align.tddfa import ReleaseRefiner
+
+    return ReleaseRefiner.from_weights(found, config.device)
 
 
 def _no_face_message(backend: FaceBackend, config: AlignConfig) -> str:
@@ -145,11 +173,18 @@ def align_photo(
 
     quad = ffhq_quad(det.keypoints)
     fit = fit_pose(det.fit_points, det.fit_parts)
-    refinement = refine_quad(quad, fit)
-    check_refinement(refinement, fit, config.limits)
+    refiner = _tddfa_refiner(weights_dir, config)
+    if refiner is None:
+        pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
+    else:
+        from smr_core.align.tddfa import apply_release_refinement
+
+        pose = refiner.pose(source.rgb, quad)
+        refinement, refined_by = apply_release_refinement(quad, pose), "3ddfa"
+    check_refinement(refinement, pose, config.limits)
     if not config.refine:
         refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
-        check_refinement(refinement, fit, config.limits)
+        check_refinement(refinement, pose, config.limits)
     crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
     kps_crop = det.keypoints @ transform[:, :2].T + transform[:, 2]
 
@@ -172,7 +207,7 @@ def align_photo(
             "weights (re-run with --backend antelopev2 --weights DIR)"
         )
     )
-    yaw, pitch, roll = fit.angles_deg
+    yaw, pitch, roll = pose.angles_deg
     backend_info = dict(face_backend.info)
     backend_info["matting"] = matting
     face = AlignedFace(
@@ -193,7 +228,12 @@ def align_photo(
             "box_px": det.box.round(2).tolist(),
             "ffhq_quad_px": quad.corners.round(3).tolist(),
             "final_quad_px": refinement.quad.corners.round(3).tolist(),
-            "refinement": {"s": refinement.s, "t": list(refinement.t), "fit_rms_px": fit.rms_px},
+            "refinement": {
+                "method": refined_by,
+                "s": refinement.s,
+                "t": list(refinement.t),
+                "fit_rms_px": fit.rms_px,
+            },
             "limits": asdict(config.limits),
             "crop": asdict(config.crop),
         },

@@ -103,3 +103,76 @@ def require_align_weights(weights_dir: str | os.PathLike[str] | None) -> AlignWe
             "(or onnxruntime-gpu, never both)"
         ) from exc
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# The release's crop refinement (FaceBoxes + 3DDFA_V2), optional: without it the landmark fit is used.
+#
+#     WEIGHTS/3ddfa/mb1_120x120.pth                     TDDFA MobileNet-v1 (3DDFA_V2 weights/)
+#     WEIGHTS/3ddfa/param_mean_std_62d_120x120.pkl      parameter mean/std (3DDFA_V2 configs/)
+#     WEIGHTS/3ddfa/bfm_noneck_v3.pkl                   BFM mean shape (3DDFA_V2 configs/)
+#     WEIGHTS/3ddfa/FaceBoxesProd.pth                   FaceBoxes detector (3DDFA_V2 FaceBoxes/weights/)
+
+TDDFA_DIR = "3ddfa"
+TDDFA_FILES = {
+    "checkpoint": "mb1_120x120.pth",
+    "param_stats": "param_mean_std_62d_120x120.pkl",
+    "bfm": "bfm_noneck_v3.pkl",
+    "faceboxes": "FaceBoxesProd.pth",
+}
+TDDFA_WHERE_TO_GET = {
+    "checkpoint": "SpinMeRound's spmr/panohead_cropping/weights/ (or cleardusk/3DDFA_V2's weights/)",
+    "param_stats": "cleardusk/3DDFA_V2's configs/ (git-ignored in SpinMeRound, not in its repo)",
+    "bfm": "cleardusk/3DDFA_V2's configs/ (git-ignored in SpinMeRound, not in its repo)",
+    "faceboxes": "SpinMeRound's spmr/panohead_cropping/FaceBoxes/weights/ (or cleardusk/3DDFA_V2's FaceBoxes/weights/)",
+}
+
+
+@dataclass(frozen=True)
+class TddfaWeights:
+    """Resolved paths of the FaceBoxes + 3DDFA_V2 refinement files (None where absent)."""
+
+    root: Path
+    checkpoint: Path | None
+    param_stats: Path | None
+    bfm: Path | None
+    faceboxes: Path | None
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.checkpoint, self.param_stats, self.bfm, self.faceboxes)
+
+    def missing(self) -> list[str]:
+        """One line per missing file: the path expected and where to get it."""
+        folder = self.root / TDDFA_DIR
+        return [
+            f"{folder / name}: {TDDFA_WHERE_TO_GET[key]}"
+            for key, name in TDDFA_FILES.items()
+            if getattr(self, key) is None
+        ]
+
+
+def find_tddfa_weights(root: Path) -> TddfaWeights:
+    """Look up each refinement file under `root`/3ddfa without raising."""
+    folder = root / TDDFA_DIR
+    found = {key: (folder / name if (folder / name).is_file() else None) for key, name in TDDFA_FILES.items()}
+    return TddfaWeights(root=root, **found)
+
+
+def require_tddfa_weights(weights_dir: str | os.PathLike[str] | None) -> TddfaWeights:
+    """The complete refinement set, or WeightsNotFoundError naming every missing file."""
+    root = resolve_weights_dir(weights_dir)
+    if root is None:
+        raise WeightsNotFoundError(
+            "refinement '3ddfa' needs FaceBoxes + 3DDFA_V2 files: pass --weights DIR (or set SMR_WEIGHTS) with:\n  "
+            + "\n  ".join(find_tddfa_weights(Path("WEIGHTS")).missing())
+            + "\nor use refinement 'landmark'"
+        )
+    found = find_tddfa_weights(root)
+    if not found.complete:
+        raise WeightsNotFoundError(
+            f"3DDFA refinement files incomplete in {root}; missing:\n  "
+            + "\n  ".join(found.missing())
+            + "\nor use refinement 'landmark' (the landmark pose fit, no extra files)"
+        )
+    return found
