@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smr_core.align.state import load_torch_state
 from smr_core.errors import CheckpointError
 
 N_CLASSES = 19
@@ -159,16 +160,7 @@ class BiSeNet(nn.Module):
 
 def load_bisenet(path: str | Path, device: str | torch.device = "cpu") -> BiSeNet:
     """Load `79999_iter.pth` (or a state dict saved the same way) strictly, without unpickling code."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable BiSeNet checkpoint ({exc}); re-download 79999_iter.pth") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = load_torch_state(path, "BiSeNet", hint="re-download 79999_iter.pth")
     n_classes = state.get("conv_out.conv_out.weight", torch.empty(N_CLASSES)).shape[0]
     net = BiSeNet(n_classes)
     try:

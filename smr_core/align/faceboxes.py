@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smr_core.align.tddfa import load_torch_state
+from smr_core.align.state import load_torch_state
 from smr_core.errors import CheckpointError
 
 MIN_SIZES = ((32, 64, 128), (256,), (512,))

@@ -27,6 +27,7 @@ from torch import nn
 
 from smr_core.align.errors import NoFaceError
 from smr_core.align.geometry import Quad, Refinement, quad_matrix
+from smr_core.align.state import load_torch_state
 from smr_core.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -95,24 +96,6 @@ class MobileNetV1(nn.Module):
         for name, *_ in _BLOCKS:
             x = getattr(self, name)(x)
         return self.fc(x.mean(dim=(2, 3)))
-
-
-def _state_dict_from(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def load_torch_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    """torch.load with weights_only=True (no code runs), unwrapping `state_dict` and the DataParallel prefix."""
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable {what} checkpoint ({exc}); re-download it") from exc
-    return _state_dict_from(obj, path)
 
 
 def load_tddfa_net(path: str | Path, device: str | torch.device = "cpu") -> MobileNetV1:
