@@ -14,12 +14,15 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows.errors import StageUnavailableError
 from flows.params import AlignParams, ExportParams, ReconParams, ViewsParams
 from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord, from_uri, to_uri
 from spin_io.atomic import atomic_dir
+
+if TYPE_CHECKING:
+    from smr_core.align import Aligner
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC: a procedural ground-truth head rendered by recon.synth at the requested cameras; "
@@ -51,6 +54,30 @@ def loaded_pipeline(weights: str, device: str) -> Any:
     from smr_core.pipeline import SpinMeRoundPipeline
 
     return SpinMeRoundPipeline.from_pretrained(weights or None, device=device)
+
+
+@functools.lru_cache(maxsize=1)
+def loaded_aligner(
+    backend: str,
+    weights: str,
+    device: str = "cpu",
+    matting: str = "auto",
+    refinement: str = "auto",
+    landmarks: str = "dlib5",
+) -> Aligner:
+    """The alignment networks of this worker process (face backend, 3DDFA refiner, BiSeNet), loaded once.
+
+    The key is every choice that changes what gets loaded: backend, weights folder ("" = none), device and the
+    AlignConfig fields that pick networks. The config is built here from those plain values, so the key stays
+    hashable whatever AlignConfig grows; a stage that exposes another config field adds it as a parameter.
+    """
+    from smr_core.align import AlignConfig, Aligner
+    from smr_core.align.offline import OfflineConfig
+
+    config = AlignConfig(
+        offline=OfflineConfig(landmarks=landmarks), matting=matting, refinement=refinement, device=device
+    )
+    return Aligner(backend, weights or None, config)
 
 
 def resolve_device(device: str) -> str:
@@ -98,15 +125,17 @@ def views_weights_id(weights: str | None, views: ViewsParams) -> str:
     return folder_fingerprint(weights)
 
 
-def run_align(photo: PhotoRecord, params: AlignParams, weights: str | None = None) -> AlignedRecord:
-    """Photo -> AlignedFace folder `<work>/aligned` (smr_core.align)."""
-    from smr_core.align import align_photo
+def run_align(
+    photo: PhotoRecord, params: AlignParams, weights: str | None = None, device: str = "cpu"
+) -> AlignedRecord:
+    """Photo -> AlignedFace folder `<work>/aligned` (smr_core.align), with this worker's loaded aligner."""
+    from smr_core.align.weights import resolve_weights_dir
 
+    root = resolve_weights_dir(weights)  # $SMR_WEIGHTS is part of the key as the folder it names
+    aligner = loaded_aligner(params.backend, str(root) if root is not None else "", resolve_device(device))
     out = from_uri(photo.work_uri) / "aligned"
     with staged_dir(out) as tmp:
-        face = align_photo(
-            from_uri(photo.uri), tmp, backend=params.backend, weights_dir=weights, face_index=params.face_index
-        )
+        face = aligner.align(from_uri(photo.uri), tmp, face_index=params.face_index)
     return AlignedRecord(
         photo_id=photo.photo_id,
         dir_uri=to_uri(out),

@@ -60,10 +60,14 @@ class Denoiser(nn.Module):
         cond_images: Tensor | ConditionBuffer,
         context: Tensor,
         num_frames: int,
+        keep_frames: Tensor | None = None,
     ) -> Tensor:
         """D(x; sigma) for x (N, 8, H, W), sigma (N,) (or a float for all frames).
 
         cond_images: (N, 145, H, W), or a ConditionBuffer that already holds them (no per-call concat).
+        keep_frames: sorted frame indices (long, on x's device) whose D is wanted; the network drops the
+        other frames once they no longer influence these (supports_frame_pruning) and D has len(keep_frames)
+        rows. Every frame still enters the network: the kept ones attend to all of them.
         """
         if not torch.is_tensor(sigma):
             sigma = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=torch.float32)
@@ -75,17 +79,30 @@ class Denoiser(nn.Module):
             net_in = cond_images.with_latents(c_in * x)
         else:
             net_in = torch.cat([c_in * x, cond_images.to(x.dtype)], dim=1)
-        v = self._run_network(net_in, c_noise, context, num_frames).float()
+        v = self._run_network(net_in, c_noise, context, num_frames, keep_frames).float()
+        if keep_frames is not None:
+            x, c_skip, c_out = (t.index_select(0, keep_frames) for t in (x, c_skip, c_out))
         return c_skip * x + c_out * v
 
-    def _run_network(self, net_in: Tensor, c_noise: Tensor, context: Tensor, num_frames: int) -> Tensor:
+    @property
+    def supports_frame_pruning(self) -> bool:
+        """True when the network can finish only some frames (forward's keep_frames)."""
+        return bool(getattr(self.network, "supports_frame_pruning", False))
+
+    def _run_network(
+        self, net_in: Tensor, c_noise: Tensor, context: Tensor, num_frames: int, keep_frames: Tensor | None
+    ) -> Tensor:
+        if keep_frames is not None and not self.supports_frame_pruning:
+            raise InputError("this network cannot drop frames (no supports_frame_pruning); pass keep_frames=None")
         autocast = (
             torch.autocast(device_type=net_in.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None
             else nullcontext()
         )
         with autocast:
-            return self.network(net_in, c_noise, context, num_frames)
+            if keep_frames is None:
+                return self.network(net_in, c_noise, context, num_frames)
+            return self.network(net_in, c_noise, context, num_frames, keep_frames=keep_frames)
 
     def conditioned(self, cond_images: Tensor, context: Tensor, num_frames: int) -> ConditionedDenoiser:
         """Bind the conditioning once: returns denoiser_fn(x, sigma) for the plain samplers."""

@@ -3,7 +3,11 @@
 - SpinMeRoundCFG: classifier-free guidance on the x0-estimates, D = D_u + s (D_c - D_u), with conditioning
   views clamped to their clean latents; in the unconditional branch they become the `empty_image` latent with
   all 145 camera/mask channels zeroed and the context is the unconditional ("") embedding. Both branches run
-  in one network call of 2N frames ordered [uncond N; cond N], so frame groups never mix.
+  in one network call of 2N frames ordered [uncond N; cond N], so frame groups never mix. The returned
+  D of a conditioning frame is its clean latent (the released guider returns the network's estimate,
+  which the sampler then overwrites: the samples are the same). That lets the network skip finishing
+  those frames (`prune_frames`, smr_core.unet): 2 of 16 frames of an 8-view pass, 6 of 16 when three
+  views condition.
 - masked L2 guidance of the normals run: D <- D - w grad mean(m (D - z)^2), mean over ALL elements.
 """
 
@@ -78,6 +82,7 @@ class SpinMeRoundCFG:
         cfg_scale: float,
         conditioning_frames: Tensor | Sequence[int] | Sequence[bool] | None = None,
         num_frames: int | None = None,
+        prune_frames: bool = True,
     ) -> None:
         n, c, h, w = x.shape
         if c != LATENT_CHANNELS:
@@ -124,6 +129,12 @@ class SpinMeRoundCFG:
             [_expand_context(uncond_context, n, "uncond context"), _expand_context(cond.context, n, "cond context")]
         ).to(device)
         self.x2 = torch.empty(2 * n, c, h, w, device=device, dtype=torch.float32)
+        targets = [i for i in range(n) if i not in set(frames)]
+        self.targets = torch.tensor(targets, dtype=torch.long, device=device)
+        # frames whose network output is used: the targets of both halves (None: all, nothing to prune)
+        self.keep: Tensor | None = None
+        if prune_frames and frames and targets and getattr(denoiser, "supports_frame_pruning", False):
+            self.keep = torch.cat([self.targets, self.targets + n])
         self.denoiser = denoiser
         self.cfg_scale = float(cfg_scale)
         self.n = n
@@ -138,9 +149,18 @@ class SpinMeRoundCFG:
         self.x2[n:] = x
         if self.empty is not None:
             self.x2.index_copy_(0, self.picked, self.empty)  # uncond half only: it comes first
-        denoised = self.denoiser(self.x2, torch.cat([sigma, sigma]), self.cond_buffer, self.context2, self.num_frames)
+        sigma2 = torch.cat([sigma, sigma])
+        if self.keep is None:
+            denoised = self.denoiser(self.x2, sigma2, self.cond_buffer, self.context2, self.num_frames)
+        else:
+            denoised = self.denoiser(self.x2, sigma2, self.cond_buffer, self.context2, self.num_frames, self.keep)
         d_u, d_c = denoised.chunk(2)
-        return d_u + self.cfg_scale * (d_c - d_u)
+        guided = d_u + self.cfg_scale * (d_c - d_u)
+        if self.keep is not None:
+            guided = torch.empty_like(x).index_copy_(0, self.targets, guided)
+        if len(self.picked):
+            guided.index_copy_(0, self.picked, self.gt)
+        return guided
 
 
 def masked_l2_loss(denoised: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -111,6 +111,11 @@ class ViewsConfig(BaseModel):
         "normals run and the VAE are fp32 (fast=True: bf16, or fp16 when chosen here).",
     )
     decode_batch: int = Field(8, ge=1, le=64, description="Latents decoded per VAE call (memory vs speed).")
+    attention_backend: Literal["auto", "cudnn", "flash", "efficient", "math"] = Field(
+        "auto",
+        description="SDPA kernel tried first by every attention layer (smr_core.attention): auto lets torch choose; "
+        "the others stay as fall-backs, so any choice runs everywhere. Same maths, different speed on CUDA.",
+    )
     fast: bool = Field(
         False,
         description="CUDA fast path (smr_core.speed): a bf16 (or fp16 with precision='fp16') copy of the UNet with "
@@ -200,9 +205,9 @@ class SpinMeRoundPipeline:
         self.weights_info = dict(weights_info or {"weights_id": "unknown"})
         # model angles -> ray map (144, 64, 64) on the CPU: ~0.1 s each to build, reused by every later run
         self.ray_cache = {} if ray_cache is None else ray_cache
-        self._fast_unets: dict[tuple[str, str], Any] = {}  # (role, dtype) -> prepared copy (smr_core.speed)
+        self._fast_unets: dict[tuple[str, str, str], Any] = {}  # (role, dtype, attention) -> prepared copy
 
-    def fast_unet(self, role: Literal["multiview", "normals"], precision: str) -> Any:
+    def fast_unet(self, role: Literal["multiview", "normals"], precision: str, attention_backend: str = "auto") -> Any:
         """The prepared low-precision copy of the UNet for `role`, built (and compiled) once per pipeline.
 
         The multi-view passes use torch.compile's default mode; the 1-frame normals run is launch-bound, so
@@ -213,11 +218,13 @@ class SpinMeRoundPipeline:
         from smr_core.speed import prepare_unet
 
         dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-        key = (role, str(dtype))
+        key = (role, str(dtype), attention_backend)
         if key not in self._fast_unets:
             on_cuda = torch.device(self.device).type == "cuda"
             mode = ("reduce-overhead" if role == "normals" else "default") if on_cuda else None
-            self._fast_unets[key] = prepare_unet(self.unet, dtype=dtype, compile_mode=mode)
+            self._fast_unets[key] = prepare_unet(
+                self.unet, dtype=dtype, compile_mode=mode, attention_backend=attention_backend  # type: ignore[arg-type]
+            )
         return self._fast_unets[key]
 
     def ray_maps(self, angles: Sequence[tuple[float, float, float]]) -> Any:
@@ -367,6 +374,9 @@ class SpinMeRoundPipeline:
         timings: dict[str, float] = {}
         device = self.device
         sample = config.encode == "sample"
+        current = getattr(self.unet, "attention_backend", None)  # None: a network without that choice
+        if not config.fast and current is not None and current != config.attention_backend:
+            self.unet.set_attention_backend(config.attention_backend)  # cheap: swaps the attention processors
         with torch.no_grad():
             generator = torch.Generator("cpu").manual_seed(config.seed)
             input_noise = torch.randn((1, 8, LATENT_SIZE, LATENT_SIZE), generator=generator)  # drawn first (§2.5.1)
@@ -380,7 +390,9 @@ class SpinMeRoundPipeline:
                 normal_in = self.retrieve_normals(
                     x_in, context, steps=config.normals_steps, weight=config.normals_guidance, sample=sample,
                     generator=generator, step=lambda: counter("normals"),
-                    network=self.fast_unet("normals", config.precision) if config.fast else None,
+                    network=(
+                        self.fast_unet("normals", config.precision, config.attention_backend) if config.fast else None
+                    ),
                 )
                 z = self.vae.encode(torch.cat([x_in, normal_in, grey]), sample=sample, generator=generator)
                 latents[inputs[0]] = torch.cat([z[0], z[1]])
@@ -391,7 +403,7 @@ class SpinMeRoundPipeline:
                 empty = self.vae.encode(grey, sample=sample, generator=generator).repeat(1, 2, 1, 1)
             rays = self.ray_maps(angles)
             if config.fast:
-                denoiser = Denoiser(self.fast_unet("multiview", config.precision))
+                denoiser = Denoiser(self.fast_unet("multiview", config.precision, config.attention_backend))
             else:
                 denoiser = Denoiser(self.unet, autocast_dtype=_autocast_dtype(config.precision, device))
             sigmas = edm_sigmas(config.steps)

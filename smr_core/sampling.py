@@ -155,6 +155,7 @@ def sample_spinmeround(
     conditioning_frames: Tensor | Sequence[int] | Sequence[bool] | None = None,
     num_frames: int | None = None,
     autocast_dtype: torch.dtype | None = None,
+    prune_frames: bool = True,
     s_churn: float = 0.0,
     s_tmin: float = 0.0,
     s_tmax: float = float("inf"),
@@ -172,11 +173,15 @@ def sample_spinmeround(
     empty_image: the grey-image latent (8, H, W) for conditioning frames in the unconditional branch.
     conditioning_frames: indices or booleans; None detects them as mask channel 0 at pixel (0, 0).
     model: a Denoiser, or a bare network that gets wrapped in one (with autocast_dtype).
+    prune_frames: let the network skip finishing conditioning frames, whose output is discarded (exact up to
+    float rounding; smr_core.unet); the callback's "denoised" holds their clean latents either way.
     Returns x0 (N, 8, H, W) float32 with the conditioning frames equal to their input latents.
     """
     denoiser = model if isinstance(model, Denoiser) else Denoiser(model, autocast_dtype=autocast_dtype)
     host_sigmas = _host_sigmas(sigmas)
-    guider = SpinMeRoundCFG(denoiser, x, cond, uncond, empty_image, cfg_scale, conditioning_frames, num_frames)
+    guider = SpinMeRoundCFG(
+        denoiser, x, cond, uncond, empty_image, cfg_scale, conditioning_frames, num_frames, prune_frames=prune_frames
+    )
     x = x.float() * prior_scale(host_sigmas[0])
     return _euler_edm_loop(
         guider,

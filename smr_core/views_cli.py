@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="multi-view UNet precision (auto: fp16 autocast on CUDA as the release, fp32 on CPU; "
                    "--fast uses bf16 unless fp16 is chosen)")
+    p.add_argument("--attention-backend", choices=("auto", "cudnn", "flash", "efficient", "math"), default="auto",
+                   help="SDPA kernel tried first (auto: torch chooses; others fall back where it cannot run); "
+                   "bench/gpu_checks.sh measures which is fastest on a GPU")
     p.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 UNet copies with torch.compile and "
                    "CUDA graphs (first run compiles for ~1 min); see smr_core/speed.py")
     p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
@@ -104,6 +107,7 @@ def _handle(args: argparse.Namespace) -> int:
             normal_frame=args.normal_frame,
             condition_on_photo=not (args.identity_only or (not sources)),
             precision=args.precision,
+            attention_backend=args.attention_backend,
             fast=args.fast,
         )
     except ValidationError as exc:

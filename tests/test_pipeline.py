@@ -196,3 +196,28 @@ def _expected_mask(rgb):
     from smr_core.views import white_background_mask
 
     return white_background_mask(rgb, 240)
+
+
+def test_attention_backend_reaches_every_network_call_of_the_exact_path():
+    from pipeline_helpers import RecordingNet, micro_vae, tiny_identity
+
+    from smr_core.pipeline import SpinMeRoundPipeline
+
+    class BackendNet(RecordingNet):
+        attention_backend = "auto"
+
+        def set_attention_backend(self, backend):
+            self.attention_backend = backend
+
+        def forward(self, x, c_noise, context, num_frames):
+            self.backends.append(self.attention_backend)
+            return super().forward(x, c_noise, context, num_frames)
+
+    net = BackendNet()
+    net.backends = []
+    pipe = SpinMeRoundPipeline(net, micro_vae(), tiny_identity())
+    config = ViewsConfig(num_views=2, pitch_rings_deg=(0.0,), steps=STEPS, normals_steps=1, attention_backend="flash")
+    pipe.generate(photo(), np.ones(512, np.float32), config.cameras(with_input=True), config)
+    assert net.backends == ["flash"] * (1 + STEPS)  # the normals step, then each multi-view step
+    with pytest.raises(ValidationError, match="attention_backend"):
+        ViewsConfig(attention_backend="xformers")

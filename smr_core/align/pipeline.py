@@ -8,9 +8,11 @@ records which ones produced the result.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -38,6 +40,10 @@ from smr_core.align.weights import (
 )
 from smr_core.errors import InputError, WeightsNotFoundError
 from spin_io.aligned import AlignedFace, write_aligned
+
+if TYPE_CHECKING:
+    from smr_core.align.bisenet import BiSeNet
+    from smr_core.align.tddfa import ReleaseRefiner
 
 BackendName = Literal["auto", "antelopev2", "offline"]
 MattingName = Literal["auto", "bisenet", "grabcut"]
@@ -94,7 +100,7 @@ def make_backend(
     raise InputError(f"unknown alignment backend {backend!r}; choose 'auto', 'antelopev2' or 'offline'")
 
 
-def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConfig):
+def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConfig) -> ReleaseRefiner | None:
     """The release's FaceBoxes + 3DDFA_V2 refiner when selected (or 'auto' and complete), else None."""
     if config.refinement == "landmark":
         return None
@@ -126,19 +132,173 @@ def _no_face_message(backend: FaceBackend, config: AlignConfig) -> str:
     )
 
 
-def _mask(
-    crop: np.ndarray, kps_crop: np.ndarray, parser_path: Path | None, config: AlignConfig
-) -> tuple[np.ndarray, str]:
-    if config.matting == "bisenet" and parser_path is None:
-        raise WeightsNotFoundError(
-            "matting 'bisenet' needs 79999_iter.pth in the weights folder (--weights DIR or SMR_WEIGHTS); "
-            "get it from zllrunning/face-parsing.PyTorch, or use matting 'grabcut'"
-        )
-    if parser_path is not None and config.matting in ("auto", "bisenet"):
-        from smr_core.align.bisenet import load_bisenet, parse_mask
+@dataclass(eq=False)
+class Aligner:
+    """align_photo for many photos: the face backend, the 3DDFA refiner and BiSeNet are loaded once, then reused.
 
-        return parse_mask(load_bisenet(parser_path, config.device), crop), "bisenet"
-    return grabcut_mask(crop, kps_crop), "grabcut"
+    A batch worker would otherwise pay the ONNX/dlib/torch loads per photo. Each network is loaded the first
+    time a photo needs it (on `config.device`) and kept, so one Aligner raises the same errors, in the same
+    order and before anything is written, as align_photo does; a failed load is retried by the next photo.
+    `load()` loads everything up front (a worker's warm-up). The weights folder (argument or $SMR_WEIGHTS) is
+    resolved once, at construction.
+    """
+
+    backend: BackendName | FaceBackend = "auto"
+    weights_dir: str | os.PathLike[str] | None = None
+    config: AlignConfig = field(default_factory=AlignConfig)
+    root: Path | None = field(init=False)
+    _loaded: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = resolve_weights_dir(self.weights_dir)
+        if not isinstance(self.backend, str):
+            self._loaded["backend"] = self.backend
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        """build() the first time `name` is asked for; exceptions are not remembered (fix the files, go on)."""
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = build()
+            return self._loaded[name]
+
+    @property
+    def face_backend(self) -> FaceBackend:
+        """The detector/landmarker/recogniser (make_backend on first use)."""
+        return self._once("backend", lambda: make_backend(self.backend, self.root, self.config))
+
+    @property
+    def refiner(self) -> ReleaseRefiner | None:
+        """FaceBoxes + 3DDFA_V2 when selected (or 'auto' and complete); None = the landmark fit."""
+        return self._once("refiner", lambda: _tddfa_refiner(self.root, self.config))
+
+    @property
+    def parser(self) -> BiSeNet | None:
+        """BiSeNet when matting selects it and 79999_iter.pth is there; None = GrabCut."""
+        return self._once("parser", self._load_parser)
+
+    def _load_parser(self) -> BiSeNet | None:
+        path = find_align_weights(self.root).parser if self.root is not None else None
+        if self.config.matting == "bisenet" and path is None:
+            raise WeightsNotFoundError(
+                "matting 'bisenet' needs 79999_iter.pth in the weights folder (--weights DIR or SMR_WEIGHTS); "
+                "get it from zllrunning/face-parsing.PyTorch, or use matting 'grabcut'"
+            )
+        if path is None or self.config.matting not in ("auto", "bisenet"):
+            return None
+        from smr_core.align.bisenet import load_bisenet
+
+        return load_bisenet(path, self.config.device)
+
+    def load(self) -> Aligner:
+        """Load every network the config selects now, so missing or broken weights fail before the first photo."""
+        _ = (self.face_backend, self.refiner, self.parser)
+        return self
+
+    def _mask(self, crop: np.ndarray, kps_crop: np.ndarray) -> tuple[np.ndarray, str]:
+        parser = self.parser
+        if parser is None:
+            return grabcut_mask(crop, kps_crop), "grabcut"
+        from smr_core.align.bisenet import parse_mask
+
+        return parse_mask(parser, crop), "bisenet"
+
+    def align(
+        self,
+        path_or_array: str | os.PathLike[str] | np.ndarray,
+        out_dir: str | os.PathLike[str] | None = None,
+        *,
+        face_index: int | None = None,
+    ) -> AlignedFace:
+        """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
+
+        `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
+        Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all InputError) or
+        WeightsNotFoundError; nothing is written unless every step succeeded.
+        """
+        config = self.config
+        source = load_image(path_or_array)
+        face_backend = self.face_backend
+
+        detections = face_backend.detect(source.rgb)
+        if not detections:
+            raise NoFaceError(_no_face_message(face_backend, config))
+        index = 0 if face_index is None else int(face_index)
+        if not 0 <= index < len(detections):
+            raise NoFaceError(
+                f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
+            )
+        det = detections[index]
+
+        quad = ffhq_quad(det.keypoints)
+        fit = fit_pose(det.fit_points, det.fit_parts)
+        refiner = self.refiner
+        if refiner is None:
+            pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
+        else:
+            from smr_core.align.tddfa import apply_release_refinement
+
+            pose = refiner.pose(source.rgb, quad)
+            refinement, refined_by = apply_release_refinement(quad, pose), "3ddfa"
+        check_refinement(refinement, pose, config.limits)
+        if not config.refine:
+            refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
+            check_refinement(refinement, pose, config.limits)
+        crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
+        kps_crop = det.keypoints @ transform[:, :2].T + transform[:, 2]
+
+        mask, matting = self._mask(crop, kps_crop)
+        crop_white = composite_white(crop, mask)
+
+        embedding = face_backend.embed(crop_white)
+        if embedding is None and face_backend.name == "antelopev2":
+            raise NoFaceError(
+                "the face was found in the photo but not again in the 512 px white-background crop, so no ArcFace "
+                "embedding could be computed (the release stops here too); try a photo with a clearer, more frontal "
+                "face"
+            )
+        note = (
+            ""
+            if embedding is not None
+            else (
+                f"backend '{face_backend.name}' has no ArcFace model: identity conditioning needs the antelopev2 "
+                "weights (re-run with --backend antelopev2 --weights DIR)"
+            )
+        )
+        yaw, pitch, roll = pose.angles_deg
+        backend_info = dict(face_backend.info)
+        backend_info["matting"] = matting
+        face = AlignedFace(
+            crop=crop_white,
+            mask=mask,
+            source_sha256=source.sha256,
+            source_size=(source.rgb.shape[1], source.rgb.shape[0]),
+            keypoints=det.keypoints,
+            crop_transform=transform,
+            head_pose={"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll},
+            backend=backend_info,
+            detector_scores=[d.score for d in detections],
+            face_index=index,
+            arcface=embedding,
+            identity_note=note,
+            extra={
+                "source_name": source.name,
+                "box_px": det.box.round(2).tolist(),
+                "ffhq_quad_px": quad.corners.round(3).tolist(),
+                "final_quad_px": refinement.quad.corners.round(3).tolist(),
+                "refinement": {
+                    "method": refined_by,
+                    "s": refinement.s,
+                    "t": list(refinement.t),
+                    "fit_rms_px": fit.rms_px,
+                },
+                "limits": asdict(config.limits),
+                "crop": asdict(config.crop),
+            },
+        )
+        if out_dir is not None:
+            write_aligned(out_dir, face)
+        return face
 
 
 def align_photo(
@@ -153,91 +313,10 @@ def align_photo(
     """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
 
     `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
-    `backend` may also be a ready FaceBackend instance (reuse one across many photos).
+    `backend` may also be a ready FaceBackend instance. This loads every network anew: for many photos
+    use one `Aligner` (it loads them once).
     Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all InputError) or
     WeightsNotFoundError; nothing is written unless every step succeeded.
     """
-    config = config or AlignConfig()
-    source = load_image(path_or_array)
-    face_backend = make_backend(backend, weights_dir, config) if isinstance(backend, str) else backend
-
-    detections = face_backend.detect(source.rgb)
-    if not detections:
-        raise NoFaceError(_no_face_message(face_backend, config))
-    index = 0 if face_index is None else int(face_index)
-    if not 0 <= index < len(detections):
-        raise NoFaceError(
-            f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
-        )
-    det = detections[index]
-
-    quad = ffhq_quad(det.keypoints)
-    fit = fit_pose(det.fit_points, det.fit_parts)
-    refiner = _tddfa_refiner(weights_dir, config)
-    if refiner is None:
-        pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
-    else:
-        from smr_core.align.tddfa import apply_release_refinement
-
-        pose = refiner.pose(source.rgb, quad)
-        refinement, refined_by = apply_release_refinement(quad, pose), "3ddfa"
-    check_refinement(refinement, pose, config.limits)
-    if not config.refine:
-        refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
-        check_refinement(refinement, pose, config.limits)
-    crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
-    kps_crop = det.keypoints @ transform[:, :2].T + transform[:, 2]
-
-    root = resolve_weights_dir(weights_dir)
-    parser_path = find_align_weights(root).parser if root is not None else None
-    mask, matting = _mask(crop, kps_crop, parser_path, config)
-    crop_white = composite_white(crop, mask)
-
-    embedding = face_backend.embed(crop_white)
-    if embedding is None and face_backend.name == "antelopev2":
-        raise NoFaceError(
-            "the face was found in the photo but not again in the 512 px white-background crop, so no ArcFace "
-            "embedding could be computed (the release stops here too); try a photo with a clearer, more frontal face"
-        )
-    note = (
-        ""
-        if embedding is not None
-        else (
-            f"backend '{face_backend.name}' has no ArcFace model: identity conditioning needs the antelopev2 "
-            "weights (re-run with --backend antelopev2 --weights DIR)"
-        )
-    )
-    yaw, pitch, roll = pose.angles_deg
-    backend_info = dict(face_backend.info)
-    backend_info["matting"] = matting
-    face = AlignedFace(
-        crop=crop_white,
-        mask=mask,
-        source_sha256=source.sha256,
-        source_size=(source.rgb.shape[1], source.rgb.shape[0]),
-        keypoints=det.keypoints,
-        crop_transform=transform,
-        head_pose={"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll},
-        backend=backend_info,
-        detector_scores=[d.score for d in detections],
-        face_index=index,
-        arcface=embedding,
-        identity_note=note,
-        extra={
-            "source_name": source.name,
-            "box_px": det.box.round(2).tolist(),
-            "ffhq_quad_px": quad.corners.round(3).tolist(),
-            "final_quad_px": refinement.quad.corners.round(3).tolist(),
-            "refinement": {
-                "method": refined_by,
-                "s": refinement.s,
-                "t": list(refinement.t),
-                "fit_rms_px": fit.rms_px,
-            },
-            "limits": asdict(config.limits),
-            "crop": asdict(config.crop),
-        },
-    )
-    if out_dir is not None:
-        write_aligned(out_dir, face)
-    return face
+    aligner = Aligner(backend, weights_dir, config or AlignConfig())
+    return aligner.align(path_or_array, out_dir, face_index=face_index)
