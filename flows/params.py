@@ -25,6 +25,21 @@ class AlignParams(_Params):
         "'offline' uses dlib (no identity embedding); 'auto' takes antelopev2 when its files are found.",
     )
     face_index: int = Field(0, ge=0, le=63, description="Which face to use when a photo shows several (0 = largest).")
+    matting: Literal["auto", "bisenet", "grabcut"] = Field(
+        "auto",
+        description="Background matte: 'bisenet' = the release's face parser (79999_iter.pth in the weights folder), "
+        "'grabcut' = OpenCV GrabCut seeded by the landmarks, 'auto' = BiSeNet when its file is found.",
+    )
+    refinement: Literal["auto", "3ddfa", "landmark"] = Field(
+        "auto",
+        description="Who measures the head pose for the PanoHead-style crop: '3ddfa' = the release's FaceBoxes + "
+        "3DDFA_V2 (WEIGHTS/3ddfa/), 'landmark' = our landmark fit, 'auto' = 3DDFA when its files are all there.",
+    )
+    landmarks: Literal["dlib5", "dlib68"] = Field(
+        "dlib5",
+        description="Offline backend only: dlib's 5-point model (public domain) or the more accurate 68-point one, "
+        "whose iBUG training data forbid commercial use: choose it only if that licence fits your use.",
+    )
 
 
 class ViewsParams(_Params):
@@ -53,6 +68,10 @@ class ViewsParams(_Params):
     )
     tiny_random: bool = Field(
         False, description="Test only: tiny randomly initialised networks instead of weights (the views are noise)."
+    )
+    attention_backend: Literal["auto", "cudnn", "flash", "efficient", "math"] = Field(
+        "auto", description="SDPA kernel tried first in every attention layer ('auto' = torch chooses); the others "
+        "remain fall-backs. Same maths, different speed: bench/gpu_sweep.py says which is fastest on your GPUs."
     )
     fast: bool = Field(
         False, description="CUDA fast path: bf16 networks with torch.compile and CUDA graphs (about 1.5x faster "

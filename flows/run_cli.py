@@ -70,12 +70,15 @@ def build_parameters(args: argparse.Namespace) -> Any:
             {
                 "input": args.input,
                 "output": args.output,
-                "align": pick(backend=args.align_backend, face_index=args.face_index),
+                "align": pick(
+                    backend=args.align_backend, face_index=args.face_index, matting=args.matting,
+                    refinement=args.refinement, landmarks=args.landmarks,
+                ),
                 "views": pick(
                     backend=args.views_backend, num_views=args.num_views, pitch_rings_deg=args.pitch_rings,
                     seed=args.seed, cfg_scale=args.cfg_scale, steps=args.steps, image_size=args.image_size,
                     tiny_random=args.tiny_random or None, synthetic_head_seed=args.synthetic_head_seed,
-                    fast=args.fast or None,
+                    fast=args.fast or None, attention_backend=args.attention_backend,
                 ),
                 "recon": pick(texture_size=args.texture_size, preset=args.recon_preset),
                 "export": pick(
@@ -138,6 +141,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("align")
     g.add_argument("--align-backend", choices=["auto", "antelopev2", "offline"])
     g.add_argument("--face-index", type=int, help="which face when a photo shows several (0 = largest)")
+    g.add_argument("--matting", choices=["auto", "bisenet", "grabcut"], help="background matte (default auto)")
+    g.add_argument("--refinement", choices=["auto", "3ddfa", "landmark"],
+                   help="head-pose measure for the crop (default auto: 3DDFA when its files are there)")
+    g.add_argument("--landmarks", choices=["dlib5", "dlib68"],
+                   help="offline backend: dlib68 is more accurate but its training data forbid commercial use")
     g = p.add_argument_group("views")
     g.add_argument("--views-backend", choices=["spinmeround", "synthetic"],
                    help="'synthetic' ignores the photo and renders a procedural head (demo/tests only)")
@@ -151,6 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--synthetic-head-seed", type=int)
     g.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 + torch.compile + CUDA graphs "
                    "(the first photo compiles for about a minute)")
+    g.add_argument("--attention-backend", choices=["auto", "cudnn", "flash", "efficient", "math"],
+                   help="SDPA kernel tried first (default auto: torch chooses)")
     g = p.add_argument_group("recon and export")
     g.add_argument("--texture-size", type=int, help="baked albedo size in pixels")
     g.add_argument("--recon-preset", choices=["preview", "standard"])

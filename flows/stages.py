@@ -132,7 +132,11 @@ def run_align(
     from smr_core.align.weights import resolve_weights_dir
 
     root = resolve_weights_dir(weights)  # $SMR_WEIGHTS is part of the key as the folder it names
-    aligner = loaded_aligner(params.backend, str(root) if root is not None else "", resolve_device(device))
+    # positional, always all six: lru_cache tells f(a, b=1) and f(a, 1) apart
+    aligner = loaded_aligner(
+        params.backend, str(root) if root is not None else "", resolve_device(device),
+        params.matting, params.refinement, params.landmarks,
+    )
     out = from_uri(photo.work_uri) / "aligned"
     with staged_dir(out) as tmp:
         face = aligner.align(from_uri(photo.uri), tmp, face_index=params.face_index)
@@ -191,6 +195,7 @@ def _spinmeround_viewset(
         seed=params.seed,
         cfg_scale=params.cfg_scale,
         steps=params.steps,
+        attention_backend=params.attention_backend,
         fast=params.fast,
     )
     pipeline = None if params.tiny_random else loaded_pipeline(weights or "", device)

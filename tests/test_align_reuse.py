@@ -192,11 +192,11 @@ def test_the_align_stage_reuses_one_aligner_per_weights_folder(tmp_path, monkeyp
         align(2, None)
         assert stages.loaded_aligner.cache_info().hits == 2 and counts["backend"] == 1
         monkeypatch.delenv("SMR_WEIGHTS")
-        kept = stages.loaded_aligner("offline", str(w1), "cpu")
+        kept = stages.loaded_aligner("offline", str(w1), "cpu", "auto", "auto", "dlib5")
         align(3, str(w2))
         info = stages.loaded_aligner.cache_info()
         assert (info.misses, info.currsize) == (2, 1) and counts["backend"] == 2
-        replaced = stages.loaded_aligner("offline", str(w2), "cpu")
+        replaced = stages.loaded_aligner("offline", str(w2), "cpu", "auto", "auto", "dlib5")
         assert replaced is not kept and replaced.root == w2 and kept.root == w1
     finally:
         stages.loaded_aligner.cache_clear()

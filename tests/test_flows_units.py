@@ -202,10 +202,12 @@ def test_spinmeround_backend_passes_the_parameters(tmp_path, monkeypatch):
         return out_dir
 
     monkeypatch.setattr(pipeline, "generate_viewset", fake_generate)
-    params = ViewsParams(num_views=5, pitch_rings_deg=[0.0, 30.0], seed=3, cfg_scale=2.0, steps=7, tiny_random=True)
+    params = ViewsParams(num_views=5, pitch_rings_deg=[0.0, 30.0], seed=3, cfg_scale=2.0, steps=7, tiny_random=True,
+                         attention_backend="cudnn")
     rec = stages.run_views(_aligned(), params, to_uri(tmp_path), device="cpu", weights=str(tmp_path / "w"))
     c = seen["config"]
     assert (c.num_views, c.pitch_rings_deg, c.seed, c.cfg_scale, c.steps) == (5, (0.0, 30.0), 3, 2.0, 7)
+    assert c.attention_backend == "cudnn"
     assert seen["tiny"] and seen["device"] == "cpu" and seen["weights_dir"] == tmp_path / "w"
     assert seen["aligned_dir"] == Path("/x/aligned")
     assert (rec.n_views, rec.synthetic, rec.weights_id) == (5, False, "tiny-random")
@@ -289,3 +291,46 @@ def test_a_worker_loads_the_networks_once_for_all_its_photos(tmp_path, monkeypat
         stages.loaded_pipeline.cache_clear()
     assert loads == [(str(tmp_path / "w"), "cpu")]
     assert used[0][0] is used[1][0] is not None and used[0][1] is True
+
+
+def test_run_cli_alignment_choices_reach_the_flow_parameters(tmp_path):
+    import argparse
+
+    from flows import run_cli
+
+    parser = argparse.ArgumentParser()
+    run_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["run", "p.jpg", "-o", str(tmp_path), "--matting", "grabcut", "--refinement", "landmark",
+                              "--landmarks", "dlib68", "--attention-backend", "flash"])
+    params = run_cli.build_parameters(args)
+    assert (params.align.matting, params.align.refinement, params.align.landmarks) == ("grabcut", "landmark", "dlib68")
+    assert params.views.attention_backend == "flash"
+    defaults = run_cli.build_parameters(parser.parse_args(["run", "p.jpg", "-o", str(tmp_path)]))
+    chosen = (defaults.align.matting, defaults.align.landmarks, defaults.views.attention_backend)
+    assert chosen == ("auto", "dlib5", "auto")
+
+
+def test_align_stage_builds_its_aligner_from_every_alignment_choice(tmp_path, monkeypatch):
+    from flows.params import AlignParams
+    from flows.records import PhotoRecord
+
+    built = stages.loaded_aligner.__wrapped__("offline", "", "cpu", "grabcut", "landmark", "dlib68")
+    assert (built.config.matting, built.config.refinement, built.config.offline.landmarks) == (
+        "grabcut", "landmark", "dlib68")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Recorder:
+        def align(self, *a, **k):
+            raise Stop
+
+    monkeypatch.setattr(stages, "loaded_aligner", lambda *a: seen.append(a) or Recorder())
+    monkeypatch.delenv("SMR_WEIGHTS", raising=False)
+    photo = PhotoRecord(photo_id="p", uri=to_uri(tmp_path / "p.jpg"), sha256="0" * 64, work_uri=to_uri(tmp_path))
+    with pytest.raises(Stop):
+        stages.run_align(photo, AlignParams(backend="offline", matting="grabcut", refinement="landmark",
+                                            landmarks="dlib68"))
+    assert seen == [("offline", "", "cpu", "grabcut", "landmark", "dlib68")]
+    assert not (tmp_path / "aligned").exists()  # nothing half-written when the stage fails
