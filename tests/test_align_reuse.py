@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from threads import one_thread_module  # noqa: F401  (autouse: one torch thread)
 
 import smr_core.align.bisenet as bisenet
 import smr_core.align.pipeline as pipeline
@@ -29,13 +30,6 @@ from smr_core.errors import WeightsNotFoundError
 FILES = ("crop.png", "mask.png", "face.json")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: OpenMP threads spin-wait badly when other test processes share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _write_bisenet(root: Path) -> None:

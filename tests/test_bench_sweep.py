@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+from threads import one_torch_thread
 
 SWEEP = Path(__file__).resolve().parents[1] / "bench" / "gpu_sweep.py"
 
@@ -16,13 +16,9 @@ def test_sweep_eager_part_records_every_backend_and_its_accuracy(tmp_path, capsy
     sys.modules["gpu_sweep"] = sweep  # dataclasses look their module up while the class is built
     spec.loader.exec_module(sweep)
     out = tmp_path / "sweep.json"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         assert sweep.main(["--device", "cpu", "--config", "reduced", "--views", "4", "--steps", "2",
                            "--variants", "eager", "--json", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
     results = json.loads(out.read_text())
     assert set(results["variants"]) == {"eager/auto", "eager/cudnn", "eager/flash", "eager/efficient"}
     for row in results["variants"].values():

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from threads import one_thread_module  # noqa: F401  (autouse: one torch thread)
 
 from recon.conventions import apply_conventions, check_conventions
 from recon.errors import ConventionError, ViewSetInputError
@@ -15,17 +16,6 @@ from recon.metrics import surface_metrics
 from recon.pipeline import ReconConfig, reconstruct, validate_input
 from recon.synth import Perturbation, procedural_head, render_viewset, ring_views
 from spin_io.viewset import YAW_CCW, YAW_CW, write_viewset
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: OpenMP threads spin-wait badly when other test processes share the 2 cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
