@@ -199,7 +199,7 @@ def reconstruct(
     metrics = {
         "schema_version": 1,
         "views": views,
-        "coverage": {"texels_painted": baked.coverage},
+        "coverage": {"texels_painted": baked.coverage, "texels_surface_filled": baked.surface_filled},
         "mesh": {"vertices": int(len(baked.vertices)), "faces": int(len(baked.faces)), **mesh_report},
         "neck_plane_y_m": hull.y_cut * vs.metres_per_unit,
         "stage_seconds": times,

@@ -1,4 +1,4 @@
-"""Texture baking: xatlas UVs, per-texel multi-view projection, seam feathering, edge padding.
+"""Texture baking: xatlas UVs, per-texel multi-view projection, seam feathering, surface fill, edge padding.
 
 For every texel the surface point p and normal n come from rasterising the mesh in UV space.
 Each view i then votes with colour c_i(p) and weight
@@ -8,9 +8,20 @@ Each view i then votes with colour c_i(p) and weight
 where theta_i is the angle between n and the direction to camera i, and feather_i ramps from 0 to 1
 over `feather_px` pixels away from the view's silhouette and depth discontinuities (where a
 slightly misregistered view would paint background or an occluder). Occluded views (p behind the
-view's z-buffer) do not vote. Texels no view sees, and the space between charts, are filled from
-the nearest painted texel (edge padding over the whole atlas) so mip-maps and bilinear filtering
-never reach unpainted texels.
+view's z-buffer) do not vote.
+
+Chart texels no view sees (under the chin, behind the ears, the neck cap) are filled from the
+*surface* around them, never from whatever chart happens to lie next to them in the atlas (hair
+beside skin, the back of the head beside the face). Each mesh vertex that touches painted texels
+takes their barycentric-weighted mean colour c_k; the remaining vertices u solve the harmonic
+(Dirichlet) problem on the vertex graph, edges weighted by inverse length and crossing UV seams,
+
+    (D - W)_uu c_u = W_uk c_k
+
+and an unseen texel takes the barycentric interpolation of its face's vertex colours. Painted
+texels keep their baked colours exactly. Only the gutter between charts, which no surface point
+maps to, is filled from the nearest chart texel (edge padding in UV space), so mip-maps and
+bilinear filtering never reach unpainted texels.
 """
 
 from __future__ import annotations
@@ -42,6 +53,24 @@ class BakedTexture:
     albedo: np.ndarray  # (S, S, 3) uint8
     coverage: float  # share of chart texels painted by at least one view
     source_vertex: np.ndarray  # (N',) index of the vertex each new vertex was split from
+    surface_filled: float = 0.0  # share of chart texels no view saw, filled from the surrounding surface
+
+
+@dataclass
+class _PaintedAtlas:
+    """What the views painted, before any fill: the atlas layout and the per-texel surface location."""
+
+    vmap: np.ndarray  # (N',) input vertex each atlas vertex was split from
+    faces: np.ndarray  # (M, 3) atlas faces (into vmap)
+    uv: np.ndarray  # (N', 2)
+    colour: np.ndarray  # (S, S, 3) float32 in [0, 1], zero where not painted
+    painted: np.ndarray  # (S, S) bool: seen by at least one view
+    face_id: np.ndarray  # (S, S) int64 atlas face under each texel, -1 in the gutter
+    bary: np.ndarray  # (S, S, 3) float32 barycentrics of the texel centre in that face
+
+    @property
+    def chart(self) -> np.ndarray:
+        return self.face_id >= 0
 
 
 def unwrap(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,21 +118,17 @@ def _feather_maps(masks: np.ndarray, frags: list[Fragments], tol: float, feather
     return torch.tensor(np.stack(out), dtype=torch.float32)
 
 
-def bake_texture(
+def _paint_texels(
     vertices: np.ndarray,
     faces: np.ndarray,
     cameras: Cameras,
     images: torch.Tensor,
     masks: np.ndarray,
     is_input: list[bool],
-    cfg: TextureConfig | None = None,
-    rasterizer: Rasterizer | None = None,
-) -> BakedTexture:
-    """Unwrap the mesh and bake an albedo atlas from the views (images (V, H, W, 3) in [0, 1])."""
-    from scipy import ndimage
-
-    cfg = cfg or TextureConfig()
-    rasterizer = rasterizer or TorchRasterizer()
+    cfg: TextureConfig,
+    rasterizer: Rasterizer,
+) -> _PaintedAtlas:
+    """Unwrap the mesh and let every view vote on the colour of each chart texel it sees."""
     dev = cameras.device
     vmap, new_faces, uvs = unwrap(vertices, faces)
     v3 = torch.tensor(vertices, dtype=torch.float32, device=dev)
@@ -146,14 +171,124 @@ def bake_texture(
     colour[tidx[painted]] = acc[painted] / wsum[painted, None]
     filled = torch.zeros(S * S, dtype=torch.bool, device=dev)
     filled[tidx[painted]] = True
-    coverage = float(painted.float().mean()) if len(tidx) else 0.0
-    img = colour.reshape(S, S, 3).cpu().numpy()
-    filled_np = filled.reshape(S, S).cpu().numpy()
-    if filled_np.any():
-        _, (iy, ix) = ndimage.distance_transform_edt(~filled_np, return_indices=True)
-        img = img[iy, ix]
-    albedo = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
-    return BakedTexture(vertices[vmap], new_faces, uvs, albedo, coverage, vmap)
+    return _PaintedAtlas(
+        vmap=vmap,
+        faces=new_faces,
+        uv=uvs,
+        colour=colour.reshape(S, S, 3).cpu().numpy(),
+        painted=filled.reshape(S, S).cpu().numpy(),
+        face_id=tex_frags.face_id.cpu().numpy(),
+        bary=tex_frags.bary.cpu().numpy(),
+    )
+
+
+def _vertex_graph(vertices: np.ndarray, faces: np.ndarray):
+    """Symmetric sparse (N, N) edge weights W_ij = 1 / |x_i - x_j| over the mesh's undirected edges."""
+    from scipy import sparse
+
+    n = len(vertices)
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 0).astype(np.int64)
+    key = np.unique(np.minimum(e[:, 0], e[:, 1]) * n + np.maximum(e[:, 0], e[:, 1]))
+    i, j = key // n, key % n
+    length = np.linalg.norm(vertices[i] - vertices[j], axis=1)
+    w = 1.0 / np.maximum(length, 1e-9 * float(length.mean()) + 1e-30)
+    W = sparse.coo_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=(n, n))
+    return W.tocsr()
+
+
+def harmonic_fill(
+    vertices: np.ndarray, faces: np.ndarray, values: np.ndarray, known: np.ndarray, eps: float = 1e-6
+) -> np.ndarray:
+    """Extend per-vertex `values` (N, C) from the `known` vertices to the rest by a harmonic solve.
+
+    The unknown vertices u satisfy (D - W)_uu x_u = W_uk x_k (each the weighted mean of its
+    neighbours), so the filled field is smooth and bounded by the colours around the hole. A small
+    pull `eps` (relative to the mean degree) towards the mean known value keeps components with no
+    known vertex well posed. Known values are returned unchanged.
+    """
+    from scipy.sparse import diags
+    from scipy.sparse.linalg import splu
+
+    out = np.array(values, dtype=np.float64, copy=True)
+    unknown = ~known
+    if not unknown.any() or not known.any():
+        return out
+    W = _vertex_graph(vertices, faces)
+    deg = np.asarray(W.sum(1)).ravel()
+    u = np.nonzero(unknown)[0]
+    k = np.nonzero(known)[0]
+    mean = out[k].mean(0)
+    lam = eps * float(deg.mean())
+    A = (diags(deg[u] + lam) - W[u][:, u]).tocsc()
+    rhs = W[u][:, k] @ out[k] + lam * mean[None]
+    out[u] = splu(A).solve(rhs)
+    return out
+
+
+def _fill_from_surface(atlas: _PaintedAtlas, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int]:
+    """Colour every unseen chart texel from the mesh around it; returns the image and how many were filled."""
+    S = atlas.face_id.shape[0]
+    face_id = atlas.face_id.reshape(-1)
+    painted = atlas.painted.reshape(-1)
+    hole = np.flatnonzero((face_id >= 0) & ~painted)
+    seen = np.flatnonzero(painted)
+    img = atlas.colour.reshape(-1, 3).copy()
+    if not len(hole) or not len(seen):
+        return img.reshape(S, S, 3), 0
+    bary = atlas.bary.reshape(-1, 3)
+    corners = atlas.vmap[atlas.faces]  # (M, 3) input vertex ids of each atlas face
+    # per input vertex: barycentric-weighted mean of the painted texels of the faces around it
+    n = len(vertices)
+    corner = corners[face_id[seen]].reshape(-1)
+    b = bary[seen].reshape(-1).astype(np.float64)
+    c = img[seen]
+    wsum = np.bincount(corner, b, minlength=n)
+    acc = np.stack([np.bincount(corner, b * np.repeat(c[:, ch], 3), minlength=n) for ch in range(3)], 1)
+    known = wsum > 1e-6
+    acc[known] /= wsum[known, None]
+    vc = harmonic_fill(vertices, faces, acc, known).astype(np.float32)
+    # unseen texel = barycentric interpolation of its face's vertex colours
+    img[hole] = np.einsum("tk,tkc->tc", bary[hole], vc[corners[face_id[hole]]])
+    return img.reshape(S, S, 3), len(hole)
+
+
+def _fill_uv_nearest(img: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Every texel outside `known` takes the colour of the nearest known texel in UV space (edge padding)."""
+    from scipy import ndimage
+
+    if not known.any() or known.all():
+        return img
+    _, (iy, ix) = ndimage.distance_transform_edt(~known, return_indices=True)
+    return img[iy, ix]
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+
+
+def bake_texture(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    cameras: Cameras,
+    images: torch.Tensor,
+    masks: np.ndarray,
+    is_input: list[bool],
+    cfg: TextureConfig | None = None,
+    rasterizer: Rasterizer | None = None,
+) -> BakedTexture:
+    """Unwrap the mesh and bake an albedo atlas from the views (images (V, H, W, 3) in [0, 1])."""
+    cfg = cfg or TextureConfig()
+    rasterizer = rasterizer or TorchRasterizer()
+    atlas = _paint_texels(vertices, faces, cameras, images, masks, is_input, cfg, rasterizer)
+    chart = atlas.chart
+    n_chart = int(chart.sum())
+    coverage = float(atlas.painted.sum()) / n_chart if n_chart else 0.0
+    img, n_filled = _fill_from_surface(atlas, vertices, faces)
+    img = _fill_uv_nearest(img, chart if n_filled else atlas.painted)  # the gutter only, once charts are full
+    surface_filled = n_filled / n_chart if n_chart else 0.0
+    return BakedTexture(
+        vertices[atlas.vmap], atlas.faces, atlas.uv, _to_uint8(img), coverage, atlas.vmap, surface_filled
+    )
 
 
 def render_textured(

@@ -49,6 +49,8 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     assert len(metrics["views"]) == 16 and metrics["conventions"]["ok"]
     assert min(v["silhouette_iou"] for v in metrics["views"]) > 0.9
     assert metrics["coverage"]["texels_painted"] > 0.75  # the neck cap and under-chin are never seen
+    filled = metrics["coverage"]["texels_surface_filled"]  # ...and take their colour from the surface around them
+    assert 0 < filled < 0.25 and filled + metrics["coverage"]["texels_painted"] == pytest.approx(1.0)
     assert {"visual_hull", "normal_fusion", "texture"} <= set(metrics["stage_seconds"])
     assert mesh.albedo.shape == (512, 512, 3) and mesh.uv.min() >= 0 and mesh.uv.max() <= 1
     # metres, glTF axes: a head is ~0.15-0.2 m wide, taller than wide
