@@ -192,3 +192,33 @@ def test_dropout_rates_are_respected():
         context = net.calls[0][1]
         dropped += int(torch.all(context[:4] == 7.0)) + int(torch.all(context[4:] == 7.0))
     assert math.isclose(dropped / trials, 0.3, abs_tol=0.07)
+
+
+def test_frame_pruning_leaves_loss_and_gradients_unchanged():
+    from smr_core.tiny import tiny_unet_config
+    from smr_core.unet import MultiViewUNet, build_unet
+
+    torch.manual_seed(0)
+    net = MultiViewUNet(build_unet(tiny_unet_config(cross_attention_dim=6))).train()
+    g = torch.Generator().manual_seed(1)
+    b, f, size = 2, 4, 8
+    is_target = torch.ones(b * f, dtype=torch.bool)
+    is_target[[0, 4, 5]] = False  # 1 and 2 conditioning views
+    batch = Batch(torch.randn(b * f, 8, size, size, generator=g), torch.randn(b * f, 144, size, size, generator=g),
+                  is_target, torch.randn(b, 77, 6, generator=g), f)
+    uncond, empty = torch.zeros(1, 77, 6), torch.zeros(1, 8, size, size)
+    frames = []
+    hook = net.unet.conv_out.register_forward_hook(lambda m, i, o: frames.append(o.shape[0]))
+    results = {}
+    for prune in (False, True):
+        net.zero_grad()
+        loss, _, group = training_loss(net, batch, uncond, empty, _no_dropout(), torch.Generator().manual_seed(3),
+                                       prune_frames=prune)
+        loss.backward()
+        results[prune] = (loss.detach(), group, [p.grad.clone() for p in net.parameters()])
+    hook.remove()
+    assert frames == [8, 5]  # the pruned pass finished only the 5 target frames
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-5, atol=1e-6)
+    for a, c in zip(results[True][2], results[False][2], strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)

@@ -93,8 +93,13 @@ def training_loss(
     config: Any,
     generator: torch.Generator,
     autocast: torch.dtype | None = None,
+    prune_frames: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, per-group sigma (B,), per-group loss (B,)) of one micro-batch (objective module docstring).
+
+    prune_frames: conditioning frames are not in the loss, so a network that supports it (smr_core.unet)
+    stops computing them after the last multi-view attention; loss and gradients are unchanged (2.7 % of
+    the forward FLOPs with 1 of 8 frames conditioning, 8 % with 3).
 
     Random draws, in order, from `generator` (CPU): sigma (B,), eps (N, 8, h, w), dropout uniforms (B, 3).
     Classifier-free dropout per group: identity -> the "" context; conditioning views -> the grey-image
@@ -123,11 +128,22 @@ def training_loss(
 
     _, _, c_in, c_noise = v_scaling(sigma)
     net_in = torch.cat([append_dims(c_in, x.ndim) * x, cond_images], dim=1)
+    keep = None
+    core = getattr(network, "module", network)  # DistributedDataParallel keeps the model in .module
+    if prune_frames and getattr(core, "supports_frame_pruning", False) and not bool(is_target.all()):
+        keep = torch.nonzero(is_target).squeeze(1)
     ctx = torch.autocast(device.type, dtype=autocast) if autocast is not None else nullcontext()
     with ctx:
-        prediction = network(net_in, c_noise, context, f)
+        if keep is None:
+            prediction = network(net_in, c_noise, context, f)
+        else:
+            prediction = network(net_in, c_noise, context, f, keep_frames=keep)
     v = objective.v_target(x0, eps, sigma)
-    per_frame = objective.per_frame_v_loss(prediction, v)
+    if keep is None:
+        per_frame = objective.per_frame_v_loss(prediction, v)
+    else:  # the dropped frames' losses are zero-weighted anyway: put the kept ones back in place
+        kept = objective.per_frame_v_loss(prediction, v.index_select(0, keep))
+        per_frame = kept.new_zeros(n).index_copy(0, keep, kept)
     loss = objective.masked_mean(per_frame, is_target)
     with torch.no_grad():
         w = is_target.float().view(b, f)
