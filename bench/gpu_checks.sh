@@ -7,6 +7,8 @@
 # RESULTS_DIR defaults to $OUT (the device tool's output folder) or ./gpu-results. WHEEL_DIR: a folder of
 # wheels (diffusers, trimesh, xatlas, fast-simplification, mne, pooch, ...) for a machine whose Python lacks
 # them and cannot reach PyPI; they are installed with --no-deps into a private folder, torch is left alone.
+# A dry run on a CPU machine (checks the script, measures nothing):
+#   SWEEP_ARGS="--device cpu --config reduced --steps 2 --variants eager" RECON_DEVICE=cpu bash bench/gpu_checks.sh /tmp/x
 set -u
 results=${1:-${OUT:-gpu-results}}
 wheels=${2:-}
@@ -21,9 +23,14 @@ if ! $py -c "import diffusers, trimesh, xatlas, fast_simplification, mne" 2>/dev
         exit 2
     fi
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/gpu.txt"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$results/gpu.txt"
+fi
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$results/gpu.txt"
-timeout 450 $py bench/gpu_sweep.py --json "$results/sweep.json" --budget-s 330 2>&1 | tee "$results/sweep.log"
+# shellcheck disable=SC2086  # SWEEP_ARGS is a list of words
+timeout 450 $py bench/gpu_sweep.py --json "$results/sweep.json" --budget-s 330 ${SWEEP_ARGS:-} 2>&1 \
+    | tee "$results/sweep.log"
 echo "sweep exit ${PIPESTATUS[0]}"
-timeout 100 $py bench/recon_bench.py --device cuda --quick --json "$results/recon.json" 2>&1 | tee "$results/recon.log"
+timeout 100 $py bench/recon_bench.py --device "${RECON_DEVICE:-cuda}" --quick --json "$results/recon.json" 2>&1 \
+    | tee "$results/recon.log"
 echo "recon exit ${PIPESTATUS[0]}"
