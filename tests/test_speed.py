@@ -162,3 +162,15 @@ def test_pruning_and_backend_choice_compile_without_graph_breaks():
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, c_noise, context, 2, keep_frames=keep),
                                    net(x, c_noise, context, 2, keep_frames=keep))
+
+
+def test_fast_path_autotunes_convolutions_on_cuda_only_and_restores_the_flags():
+    from smr_core.pipeline import conv_autotuning
+
+    before = (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    with conv_autotuning(True, "cuda"):  # the flags are process state: settable (and testable) without a GPU
+        assert torch.backends.cudnn.benchmark and torch.backends.cudnn.enabled
+    assert (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == before
+    for fast, device in ((False, "cuda"), (True, "cpu")):
+        with conv_autotuning(fast, device):
+            assert torch.backends.cudnn.benchmark == before[1]
