@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a HeadMesh folder to game-ready GLB files (LODs), a preview and report.json",
         description=(
             "Write ASSET_DIR/head.glb (LOD0), head_lod1.glb, head_lod2.glb, preview.png and report.json "
-            "from a HeadMesh folder (head.npz + albedo.png [+ normal_map.png]). Nothing is written if the "
+            "from a HeadMesh folder (head.npz + albedo.png [+ normal_map.png]). Each decimated LOD gets a "
+            "tangent-space normal map baked from the full-resolution mesh. Nothing is written if the "
             "input is invalid; report.json is written last and marks a complete asset."
         ),
     )
@@ -29,6 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="maximum triangles per LOD, LOD0 first (default %(default)s)",
     )
     parser.add_argument("--texture-size", type=int, default=None, metavar="N", help="resize textures to N x N")
+    parser.add_argument(
+        "--no-normal-maps",
+        action="store_true",
+        help="do not bake per-LOD normal maps from the full-resolution mesh (decimated LODs then shade flatter)",
+    )
+    parser.add_argument(
+        "--normal-map-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="size of the baked normal maps, N x N (default: half the albedo size, at least 256)",
+    )
     parser.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
     parser.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator run")
     parser.set_defaults(func=_handle)
@@ -45,13 +58,16 @@ def _handle(args: argparse.Namespace) -> int:
         preview=not args.no_preview,
         validate=not args.no_validate,
         overwrite=args.overwrite,
+        normal_maps=not args.no_normal_maps,
+        normal_map_size=args.normal_map_size,
     )
     result = export_asset(args.mesh_dir, args.output, config, progress=True)
     report = result.report
     for lod in report["lods"]:
+        normal = lod["normal_map"]
         print(
             f"{result.asset_dir / lod['file']}: {lod['triangles']} triangles, {lod['vertices']} vertices, "
-            f"{lod['bytes'] / 1e6:.2f} MB"
+            f"{lod['bytes'] / 1e6:.2f} MB" + (f", {normal['origin']} normal map {normal['width']} px" if normal else "")
         )
     if report["preview"]:
         print(f"{result.asset_dir / report['preview']['file']}")

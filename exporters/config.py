@@ -18,6 +18,11 @@ class ExportConfig:
     lod_budgets: maximum triangle count per LOD file, LOD0 first (head.glb, head_lod1.glb, ...).
     texture_size: resize the baseColor (and normal) texture to N x N; None keeps the source size.
     validate: run the Khronos glTF validator on every written GLB when Node.js + the package exist.
+    normal_maps: bake a tangent-space normal map from the full-resolution mesh into every decimated LOD
+        (exporters/normalbake.py), so low-poly LODs keep the source's shading detail. An undecimated LOD
+        needs none (it *is* the source) and keeps the HeadMesh's own normal map, if any.
+    normal_map_size: N x N size of the baked maps; None: half the (exported) albedo size, at least 256,
+        and at least the HeadMesh's own normal map size when it has one (so its detail survives the bake).
     """
 
     roughness: float = 0.7
@@ -28,6 +33,8 @@ class ExportConfig:
     preview_tile: int = 256
     validate: bool = True
     overwrite: bool = False
+    normal_maps: bool = True
+    normal_map_size: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.roughness, (int, float)) and math.isfinite(self.roughness)):
@@ -45,10 +52,27 @@ class ExportConfig:
         object.__setattr__(self, "lod_budgets", budgets)
         if self.texture_size is not None and not 16 <= self.texture_size <= MAX_TEXTURE_SIZE:
             raise ExportConfigError(f"texture size must be in [16, {MAX_TEXTURE_SIZE}] pixels, got {self.texture_size}")
+        if self.normal_map_size is not None and (
+            isinstance(self.normal_map_size, bool)
+            or not isinstance(self.normal_map_size, int)
+            or not 16 <= self.normal_map_size <= MAX_TEXTURE_SIZE
+        ):
+            raise ExportConfigError(
+                f"normal map size must be an integer in [16, {MAX_TEXTURE_SIZE}] pixels, got {self.normal_map_size!r}"
+            )
         if not 1 <= self.preview_views <= 64:
             raise ExportConfigError(f"preview views must be in [1, 64], got {self.preview_views}")
         if not 32 <= self.preview_tile <= 2048:
             raise ExportConfigError(f"preview tile size must be in [32, 2048] pixels, got {self.preview_tile}")
+
+
+def default_normal_map_size(albedo_size: int, source_normal_map_size: int | None = None) -> int:
+    """Half the albedo (a normal map's detail needs fewer texels than colour), at least 256, and no
+    smaller than a normal map the HeadMesh already carries."""
+    size = max(256, albedo_size // 2)
+    if source_normal_map_size is not None:
+        size = max(size, source_normal_map_size)
+    return min(size, MAX_TEXTURE_SIZE)
 
 
 def parse_lod_budgets(text: str) -> tuple[int, ...]:

@@ -1,5 +1,11 @@
 """HeadMesh folder -> Asset folder: LOD GLBs, turntable preview, report.json (DESIGN.md §2).
 
+Each decimated LOD gets its own tangent-space normal map baked from the full-resolution mesh
+(exporters/normalbake.py): a map is only valid in the tangent frames of the mesh it was made for,
+so a HeadMesh's own normal map goes, as is, only into undecimated LODs; decimated LODs get a bake
+of the source's normal-mapped shading normals instead. With normal_maps off, the HeadMesh's map (if
+any) is shared by every LOD as before (approximate on decimated LODs).
+
 Everything that can fail on bad input (settings, output folder, mesh, textures) is checked
 before the first byte is written. Each file is written atomically, and report.json is written
 last: an asset folder without report.json is incomplete (an overwrite removes the old report first).
@@ -7,6 +13,7 @@ last: an asset folder without report.json is incomplete (an overwrite removes th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -20,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from exporters.checks import CleanMesh, check_headmesh, load_mesh_dir
-from exporters.config import ExportConfig, lod_filename
+from exporters.config import ExportConfig, default_normal_map_size, lod_filename
 from exporters.errors import ExportError, OutputExistsError, ValidationFailedError
-from exporters.geometry import vertex_normals, vertex_tangents
+from exporters.geometry import vertex_normals
 from exporters.glb import Material, Primitive, build_glb, uv_to_gltf
 from exporters.lod import LodMesh, build_lods
+from exporters.normalbake import NormalBaker, shading_frames
 from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
 from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
 from spin_io.headmesh import HeadMesh
@@ -101,8 +109,10 @@ def _json_safe(value: Any) -> Any:
 
 def lod_primitives(lod: LodMesh, with_tangents: bool) -> list[Primitive]:
     """Normals (and tangents), the V flip, and the split into primitives of <= 65,534 vertices."""
-    normals = vertex_normals(lod.vertices, lod.faces)
-    tangents = vertex_tangents(lod.vertices, lod.faces, lod.uv, normals) if with_tangents else None
+    if with_tangents:
+        normals, tangents = shading_frames(lod.vertices, lod.faces, lod.uv)  # the frames normalbake bakes into
+    else:
+        normals, tangents = vertex_normals(lod.vertices, lod.faces), None
     texcoords = uv_to_gltf(lod.uv)
     prims = []
     for part in split_primitives(lod.faces, MAX_PRIMITIVE_VERTICES, lod.vertices):
@@ -142,7 +152,8 @@ def export_asset(
     config = config or ExportConfig()
     asset_dir = Path(asset_dir)
     timings: dict[str, float] = {}
-    stages = ["read", "lods", "glb"] + (["preview"] if config.preview else []) + ["write"]
+    stages = ["read", "lods"] + (["normal_maps"] if config.normal_maps else []) + ["glb"]
+    stages += (["preview"] if config.preview else []) + ["write"]
     stages += ["validate"] if config.validate else []
     bar = None
     if progress:
@@ -190,18 +201,28 @@ def export_asset(
         lods = build_lods(mesh, config.lod_budgets)
         stage_done("lods", t0)
 
-        # 3. GLB bytes (texture encoded once, shared by every LOD).
-        t0 = time.perf_counter()
-        material = Material(
-            base_color_png=_encode_png(albedo),
-            roughness=float(config.roughness),
-            normal_png=None if normal_map is None else _encode_png(normal_map),
+        # 3. Normal maps: one per LOD (baked for decimated LODs), PNG-encoded once each.
+        normal_size = config.normal_map_size or default_normal_map_size(
+            max(albedo.shape[:2]), None if normal_map is None else max(normal_map.shape[:2])
         )
+        if config.normal_maps:
+            t0 = time.perf_counter()
+            lod_normals = _lod_normal_maps(mesh, lods, normal_map, normal_size)
+            stage_done("normal_maps", t0)
+        else:
+            shared = None if normal_map is None else _encoded_normal_map(normal_map, "headmesh")
+            lod_normals = [None if shared is None else dict(shared) for _ in lods]
+
+        # 4. GLB bytes (albedo encoded once, shared by every LOD; one material per LOD for its normal map).
+        t0 = time.perf_counter()
+        material = Material(base_color_png=_encode_png(albedo), roughness=float(config.roughness))
         version = _generator_version()
         glbs: list[bytes] = []
         lod_entries: list[dict[str, Any]] = []
         for level, lod in enumerate(lods):
-            prims = lod_primitives(lod, with_tangents=normal_map is not None)
+            normal_entry = lod_normals[level]
+            normal_png = None if normal_entry is None else normal_entry.pop("png")
+            prims = lod_primitives(lod, with_tangents=normal_png is not None)
             extras = {
                 "generator": GENERATOR,
                 "generator_version": version,
@@ -213,7 +234,7 @@ def export_asset(
             }
             data = build_glb(
                 prims,
-                material,
+                dataclasses.replace(material, normal_png=normal_png),
                 mesh_name="head" if level == 0 else f"head_lod{level}",
                 asset_extras=extras,
                 node_extras={"lod": level},
@@ -231,6 +252,7 @@ def export_asset(
                     "primitives": len(prims),
                     "max_primitive_vertices": int(max(len(p.positions) for p in prims)),
                     "bounding_box_m": _bbox(lod.vertices),
+                    "normal_map": normal_entry,
                     "bytes": len(data),
                     "sha256": _sha256(data),
                 }
@@ -243,7 +265,7 @@ def export_asset(
             preview_image = _render_preview(lods[0], albedo, config)
             stage_done("preview", t0)
 
-        # 4. Write: invalidate an old report first, then files, report last.
+        # 5. Write: invalidate an old report first, then files, report last.
         t0 = time.perf_counter()
         asset_dir.mkdir(parents=True, exist_ok=True)
         report_path = asset_dir / REPORT_NAME
@@ -289,6 +311,8 @@ def export_asset(
                 "texture_size": config.texture_size,
                 "preview": config.preview,
                 "validate": config.validate,
+                "normal_maps": config.normal_maps,
+                "normal_map_size": normal_size if config.normal_maps else None,
             },
             "units": "metres",
             "axes": "glTF: +Y up, face toward +Z, right-handed",
@@ -298,8 +322,9 @@ def export_asset(
                 "height": int(albedo.shape[0]),
                 "format": "image/png",
                 "bytes": len(material.base_color_png),
+                # The HeadMesh's own normal map; each LOD's embedded map is in lods[i]["normal_map"].
                 "normal_map": normal_map is not None,
-                "normal_map_bytes": None if material.normal_png is None else len(material.normal_png),
+                "normal_map_bytes": _headmesh_normal_bytes(lod_normals),
             },
             "lods": lod_entries,
             "preview": preview_entry,
@@ -317,6 +342,39 @@ def export_asset(
             "please report this as a spin-to-mesh bug with the report attached"
         )
     return ExportResult(asset_dir=asset_dir, files=files, report=report)
+
+
+def _encoded_normal_map(image: np.ndarray, origin: str) -> dict[str, Any]:
+    png = _encode_png(image)
+    height, width = image.shape[:2]
+    return {"origin": origin, "width": int(width), "height": int(height), "bytes": len(png), "png": png}
+
+
+def _lod_normal_maps(
+    mesh: CleanMesh, lods: list[LodMesh], normal_map: np.ndarray | None, size: int
+) -> list[dict[str, Any] | None]:
+    """Per LOD: the HeadMesh's map (undecimated LOD), a bake from the full mesh (decimated LOD), or None.
+
+    An undecimated LOD without a HeadMesh map needs none: baking it would give a flat map.
+    """
+    baker: NormalBaker | None = None
+    shared: dict[str, Any] | None = None
+    out: list[dict[str, Any] | None] = []
+    for lod in lods:
+        if not lod.decimated:
+            if normal_map is not None and shared is None:
+                shared = _encoded_normal_map(normal_map, "headmesh")
+            out.append(None if shared is None else dict(shared))
+            continue
+        if baker is None:
+            baker = NormalBaker(mesh.vertices, mesh.faces, mesh.uv, size, source_normal_map=normal_map)
+        out.append(_encoded_normal_map(baker.bake(lod), "baked"))
+    return out
+
+
+def _headmesh_normal_bytes(lod_normals: list[dict[str, Any] | None]) -> int | None:
+    sizes = [e["bytes"] for e in lod_normals if e is not None and e["origin"] == "headmesh"]
+    return sizes[0] if sizes else None
 
 
 def _render_preview(lod: LodMesh, albedo: np.ndarray, config: ExportConfig) -> np.ndarray:

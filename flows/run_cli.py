@@ -84,6 +84,7 @@ def build_parameters(args: argparse.Namespace) -> Any:
                 "export": pick(
                     lod_budgets=args.lod_budgets, texture_size=args.export_texture_size,
                     preview=False if args.no_preview else None, validate_gltf=False if args.no_validate else None,
+                    normal_maps=False if args.no_normal_maps else None,
                 ),
                 "options": pick(
                     device=args.device, weights=args.weights or os.environ.get("SMR_WEIGHTS"),
@@ -167,6 +168,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--lod-budgets", type=_csv(int), metavar="N,...", help="triangles per LOD, e.g. 25000,7000,2500")
     g.add_argument("--export-texture-size", type=int, help="resize the GLB textures to N x N")
     g.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
+    g.add_argument("--no-normal-maps", action="store_true", help="no baked normal maps on the decimated LODs")
     g.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator")
     g = p.add_argument_group("run")
     g.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")

@@ -297,6 +297,7 @@ def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRe
         roughness=params.roughness,
         lod_budgets=tuple(params.lod_budgets),
         texture_size=params.texture_size,
+        normal_maps=params.normal_maps,
         preview=params.preview,
         validate=params.validate_gltf,
         overwrite=True,

@@ -301,13 +301,13 @@ def test_run_cli_alignment_choices_reach_the_flow_parameters(tmp_path):
     parser = argparse.ArgumentParser()
     run_cli.register(parser.add_subparsers())
     args = parser.parse_args(["run", "p.jpg", "-o", str(tmp_path), "--matting", "grabcut", "--refinement", "landmark",
-                              "--landmarks", "dlib68", "--attention-backend", "flash"])
+                              "--landmarks", "dlib68", "--attention-backend", "flash", "--no-normal-maps"])
     params = run_cli.build_parameters(args)
     assert (params.align.matting, params.align.refinement, params.align.landmarks) == ("grabcut", "landmark", "dlib68")
-    assert params.views.attention_backend == "flash"
+    assert params.views.attention_backend == "flash" and params.export.normal_maps is False
     defaults = run_cli.build_parameters(parser.parse_args(["run", "p.jpg", "-o", str(tmp_path)]))
     chosen = (defaults.align.matting, defaults.align.landmarks, defaults.views.attention_backend)
-    assert chosen == ("auto", "dlib5", "auto")
+    assert chosen == ("auto", "dlib5", "auto") and defaults.export.normal_maps is True
 
 
 def test_align_stage_builds_its_aligner_from_every_alignment_choice(tmp_path, monkeypatch):
@@ -334,3 +334,26 @@ def test_align_stage_builds_its_aligner_from_every_alignment_choice(tmp_path, mo
                                             landmarks="dlib68"))
     assert seen == [("offline", "", "cpu", "grabcut", "landmark", "dlib68")]
     assert not (tmp_path / "aligned").exists()  # nothing half-written when the stage fails
+
+
+def test_export_stage_passes_the_normal_map_choice(tmp_path, monkeypatch):
+    import exporters
+    from flows.params import ExportParams
+    from flows.records import MeshRecord
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_export(source, asset_dir, config):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(exporters, "export_asset", fake_export)
+    mesh = MeshRecord(photo_id="p", dir_uri=to_uri(tmp_path / "mesh"), sha256="0" * 64, metrics={})
+    for flag in (True, False):
+        with pytest.raises(Stop):
+            stages.run_export(mesh, ExportParams(normal_maps=flag), to_uri(tmp_path))
+    assert [c.normal_maps for c in seen] == [True, False]
+    assert not (tmp_path / "asset").exists()
