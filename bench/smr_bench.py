@@ -2,7 +2,8 @@
 
 Times, in one run and on one device:
   1. one UNet forward of 16 frames (the 8-view CFG batch: [uncond 8; cond 8]);
-  2. a full 50-step 8-view CFG sampling (sample_spinmeround, EDM sigmas, scale 3.5);
+  2. a full 50-step 8-view CFG sampling (sample_spinmeround, EDM sigmas, scale 3.5; the conditioning view is
+     pruned after the last multi-view attention, as in the pipeline, unless --no-prune);
   3. a 50-step guided normals run (sample_guided_normals, DDPM sigmas), fp32 as released and,
      optionally, in low precision, with the relative deviation of the result from fp32;
   4. our multi-view attention (SDPA over F*L tokens) against a naive reference implementation
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
     p.add_argument("--no-normals", action="store_true")
+    p.add_argument("--no-prune", action="store_true", help="finish every frame (as the release; for comparisons)")
     p.add_argument("--cfg-graphs", action="store_true", help="also time the multi-view run with CUDA graphs")
     p.add_argument("--budget-s", type=float, default=float("inf"), help="skip further compiles after this many s")
     p.add_argument("--json", type=Path, help="write the measured numbers here")
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     empty = torch.randn(8, size, size, generator=gen).to(device)
     sigmas = edm_sigmas(args.steps)
     cond = Conditioning(ci, context.expand(F, -1, -1))
+    prune = not args.no_prune
+    RESULTS["prune_frames"] = prune
 
     with torch.inference_mode():
         net = build_network(config, dtype, device)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         den = Denoiser(net)
 
         def multiview() -> torch.Tensor:
-            return sample_spinmeround(den, x, sigmas, cond, uncond, empty, 3.5)
+            return sample_spinmeround(den, x, sigmas, cond, uncond, empty, 3.5, prune_frames=prune)
 
         timed(f"{args.steps}-step {F}-view CFG sampling (eager)", multiview, device, reps=2)
 
@@ -221,14 +225,15 @@ def main(argv: list[str] | None = None) -> int:
                 cden = Denoiser(cnet)
                 t0 = time.perf_counter()
                 for _ in range(3 if mode else 1):
-                    sample_spinmeround(cden, x, edm_sigmas(2), cond, uncond, empty, 3.5)
+                    sample_spinmeround(cden, x, edm_sigmas(2), cond, uncond, empty, 3.5, prune_frames=prune)
                 sync(device)
                 tag = f"compiled{'/' + mode if mode else ''}"
                 print(f"  torch.compile warm-up ({tag}, multi-view) {time.perf_counter() - t0:.1f} s", flush=True)
                 timed(f"UNet forward, {2 * F} frames ({tag})", lambda net=cnet: net(net_in, c_noise, ctx2, F), device,
                       reps=3)
                 timed(f"{args.steps}-step {F}-view CFG sampling ({tag})",
-                      lambda den=cden: sample_spinmeround(den, x, sigmas, cond, uncond, empty, 3.5), device, reps=2,
+                      lambda den=cden: sample_spinmeround(den, x, sigmas, cond, uncond, empty, 3.5,
+                                                          prune_frames=prune), device, reps=2,
                       warmup=0)
                 del cnet, cden
             checkpoint_json(args.json)
