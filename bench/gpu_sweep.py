@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if best is not None:
         print(f"BEST: {best[0]:.3f} s for {args.steps}-step {F}-view CFG sampling with {best[1]}", flush=True)
-        RESULTS["best"] = {"sampling_s": best[0], "setting": str(best[1])}
+        fast_path = (f"FastPath(multiview_mode={best[1].mode!r}, inductor_options={best[1].inductor_options() or {}!r})"
+                     f"; attention_backend={best[1].backend!r}; prune_frames={best[1].prune}")
+        print(f"  as the pipeline's settings (smr_core/speed.py, ViewsConfig): {fast_path}", flush=True)
+        RESULTS["best"] = {"sampling_s": best[0], "setting": str(best[1]), "fast_path": fast_path}
     if on_cuda:
         RESULTS["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         print(f"  peak GPU memory {RESULTS['peak_gib']:.1f} GiB", flush=True)

@@ -222,8 +222,12 @@ class SpinMeRoundPipeline:
         *,
         weights_info: dict[str, Any] | None = None,
         ray_cache: dict[tuple[float, float, float], Any] | None = None,
+        fast_path: Any = None,
     ) -> None:
+        from smr_core.speed import FastPath
+
         self.unet = unet
+        self.fast_path: FastPath = fast_path if fast_path is not None else FastPath()
         self.vae = vae
         self.identity_encoder = identity_encoder
         self.weights_info = dict(weights_info or {"weights_id": "unknown"})
@@ -234,8 +238,9 @@ class SpinMeRoundPipeline:
     def fast_unet(self, role: Literal["multiview", "normals"], precision: str, attention_backend: str = "auto") -> Any:
         """The prepared low-precision copy of the UNet for `role`, built (and compiled) once per pipeline.
 
-        The multi-view passes use torch.compile's default mode; the 1-frame normals run is launch-bound, so
-        it also gets CUDA graphs ("reduce-overhead"). On CPU the copies are eager.
+        How each role is compiled on CUDA comes from self.fast_path (smr_core.speed.FastPath: by default
+        torch.compile's default mode for the multi-view passes, CUDA graphs for the launch-bound 1-frame
+        normals run). On CPU the copies are eager.
         """
         import torch
 
@@ -245,9 +250,10 @@ class SpinMeRoundPipeline:
         key = (role, str(dtype), attention_backend)
         if key not in self._fast_unets:
             on_cuda = torch.device(self.device).type == "cuda"
-            mode = ("reduce-overhead" if role == "normals" else "default") if on_cuda else None
+            mode = self.fast_path.compile_mode(role) if on_cuda else None
             self._fast_unets[key] = prepare_unet(
-                self.unet, dtype=dtype, compile_mode=mode, attention_backend=attention_backend  # type: ignore[arg-type]
+                self.unet, dtype=dtype, compile_mode=mode, attention_backend=attention_backend,  # type: ignore[arg-type]
+                inductor_options=(dict(self.fast_path.inductor_options) or None) if on_cuda else None,
             )
         return self._fast_unets[key]
 

@@ -12,6 +12,7 @@ latents from fp32 2.6e-3.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -31,6 +32,22 @@ TUNED_INDUCTOR_OPTIONS: dict[str, Any] = {
     "coordinate_descent_check_all_directions": True,
     "epilogue_fusion": False,
 }
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """What the pipeline's fast path (ViewsConfig.fast) compiles on CUDA: one place to change after a GPU sweep.
+
+    bench/gpu_sweep.py prints the best setting it measured as a FastPath(...) to put here (or to pass to
+    SpinMeRoundPipeline(fast_path=...)). The defaults are the measured ones (H200, 1.88 s / 0.23 s).
+    """
+
+    multiview_mode: CompileMode = "default"  # 16-frame passes: GPU-bound
+    normals_mode: CompileMode = "reduce-overhead"  # the 1-frame normals run is launch-bound: CUDA graphs
+    inductor_options: dict[str, Any] = field(default_factory=dict)  # e.g. TUNED_INDUCTOR_OPTIONS
+
+    def compile_mode(self, role: Literal["multiview", "normals"]) -> CompileMode:
+        return self.normals_mode if role == "normals" else self.multiview_mode
 
 
 def compile_options(mode: CompileMode, extra: dict[str, Any] | None = None) -> dict[str, Any]:

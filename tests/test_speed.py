@@ -174,3 +174,22 @@ def test_fast_path_autotunes_convolutions_on_cuda_only_and_restores_the_flags():
     for fast, device in ((False, "cuda"), (True, "cpu")):
         with conv_autotuning(fast, device):
             assert torch.backends.cudnn.benchmark == before[1]
+
+
+def test_pipeline_compiles_each_role_as_its_fast_path_says(monkeypatch):
+    import smr_core.speed as speed
+    from smr_core.speed import FastPath
+
+    seen = []
+    monkeypatch.setattr(speed, "prepare_unet", lambda unet, **kw: seen.append(kw) or object())
+    fast_path = FastPath(multiview_mode="max-autotune-no-cudagraphs", inductor_options={"freezing": True})
+    for device in ("cuda", "cpu"):  # the device only decides whether to compile: nothing runs here
+        pipe = SpinMeRoundPipeline(_tiny_unet(), vae=None, identity_encoder=None, fast_path=fast_path)
+        pipe.vae = type("V", (), {"device": torch.device(device)})()
+        pipe.fast_unet("multiview", "auto", "cudnn")
+        pipe.fast_unet("normals", "auto")
+    cuda_mv, cuda_normals, cpu_mv, cpu_normals = seen
+    assert cuda_mv["compile_mode"] == "max-autotune-no-cudagraphs" and cuda_mv["inductor_options"] == {"freezing": True}
+    assert cuda_mv["attention_backend"] == "cudnn" and cuda_normals["compile_mode"] == "reduce-overhead"
+    assert all(c["compile_mode"] is None and c["inductor_options"] is None for c in (cpu_mv, cpu_normals))
+    assert SpinMeRoundPipeline(_tiny_unet(), None, None).fast_path == FastPath()  # the measured defaults
