@@ -30,7 +30,7 @@ import numpy as np
 
 from exporters.geometry import vertex_normals, vertex_tangents
 from exporters.lod import LodMesh, SurfaceLookup
-from exporters.raster import rasterize, sample_texture
+from exporters.raster import rasterize, sample_texture, texel_uv, uv_to_pixels
 
 FLAT_RGB = (128, 128, 255)
 # A UV-space match farther than this fraction of the LOD face's longest edge is treated as a wrong chart.
@@ -41,19 +41,6 @@ def shading_frames(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray) -> t
     """Per-vertex NORMAL (N, 3) and TANGENT (N, 4), exactly as the exporter writes them to the GLB."""
     normals = vertex_normals(vertices, faces)
     return normals, vertex_tangents(vertices, faces, uv, normals)
-
-
-def uv_to_pixels(uv: np.ndarray, size: int) -> np.ndarray:
-    """HeadMesh UVs (v up) -> pixel positions in a size x size image (x right, y down; row 0 is v = 1)."""
-    uv = np.asarray(uv, np.float64)
-    return np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], axis=1)
-
-
-def texel_uv(size: int) -> np.ndarray:
-    """UV (v up) of every texel centre, row-major (size * size, 2)."""
-    t = (np.arange(size) + 0.5) / size
-    u, v = np.meshgrid(t, 1.0 - t)
-    return np.stack([u.reshape(-1), v.reshape(-1)], axis=1)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

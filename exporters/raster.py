@@ -102,6 +102,19 @@ def rasterize(
     return face_id.reshape(height, width), bary.reshape(height, width, 3).astype(np.float32)
 
 
+def uv_to_pixels(uv: np.ndarray, size: int) -> np.ndarray:
+    """HeadMesh UVs (v up) -> pixel positions in a size x size image (x right, y down; row 0 is v = 1)."""
+    uv = np.asarray(uv, np.float64)
+    return np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], axis=1)
+
+
+def texel_uv(size: int) -> np.ndarray:
+    """UV (v up) of every texel centre, row-major (size * size, 2)."""
+    t = (np.arange(size) + 0.5) / size
+    u, v = np.meshgrid(t, 1.0 - t)
+    return np.stack([u.reshape(-1), v.reshape(-1)], axis=1)
+
+
 def sample_texture(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup of an (H, W, C) image at UVs in the HeadMesh convention (v up); values in [0, 1].
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.errors import ExportError
-from exporters.raster import dilate_texture, rasterize
+from exporters.raster import dilate_texture, rasterize, uv_to_pixels
 from spin_io.headmesh import HeadMesh
 
 FIELD_WAVELENGTH_M = 0.08
@@ -31,9 +31,7 @@ def colour_field(points: np.ndarray) -> np.ndarray:
 
 def bake_texture(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, size: int, field=colour_field) -> np.ndarray:
     """Texture whose texel at UV (u, v) holds field(P(u, v)); empty texels get edge padding."""
-    uv = np.asarray(uv, np.float64)
-    xy = np.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size], axis=1)
-    face_id, bary = rasterize(xy, np.zeros(len(uv)), faces, size, size)
+    face_id, bary = rasterize(uv_to_pixels(uv, size), np.zeros(len(uv)), faces, size, size)
     filled = face_id >= 0
     points = np.einsum(
         "qc,qcd->qd", bary[filled].astype(np.float64), np.asarray(vertices, np.float64)[faces[face_id[filled]]]

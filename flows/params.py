@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from smr_core.attention_backends import AttentionBackend
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,7 +71,7 @@ class ViewsParams(_Params):
     tiny_random: bool = Field(
         False, description="Test only: tiny randomly initialised networks instead of weights (the views are noise)."
     )
-    attention_backend: Literal["auto", "cudnn", "flash", "efficient", "math"] = Field(
+    attention_backend: AttentionBackend = Field(
         "auto", description="SDPA kernel tried first in every attention layer ('auto' = torch chooses); the others "
         "remain fall-backs. Same maths, different speed: bench/gpu_sweep.py says which is fastest on your GPUs."
     )

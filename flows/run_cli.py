@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.errors import FlowError
+from smr_core.attention_backends import ATTENTION_BACKENDS
 
 # On two busy cores the ephemeral server can take longer than Prefect's 20 s default to start.
 EPHEMERAL_STARTUP_TIMEOUT_S = "120"
@@ -160,7 +161,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--synthetic-head-seed", type=int)
     g.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 + torch.compile + CUDA graphs "
                    "(the first photo compiles for about a minute)")
-    g.add_argument("--attention-backend", choices=["auto", "cudnn", "flash", "efficient", "math"],
+    g.add_argument("--attention-backend", choices=ATTENTION_BACKENDS,
                    help="SDPA kernel tried first (default auto: torch chooses)")
     g = p.add_argument_group("recon and export")
     g.add_argument("--texture-size", type=int, help="baked albedo size in pixels")

@@ -18,14 +18,13 @@ channels, where the kernels differ most (H200, 16x8x4096x40: cuDNN 1.2 ms, flash
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
 
 import torch
 import torch.nn.functional as F_
 from diffusers.models.attention_processor import Attention
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-AttentionBackend = Literal["auto", "cudnn", "flash", "efficient", "math"]
+from smr_core.attention_backends import ATTENTION_BACKENDS, AttentionBackend
 
 _BACKENDS: dict[str, SDPBackend] = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
@@ -33,7 +32,6 @@ _BACKENDS: dict[str, SDPBackend] = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
 }
-ATTENTION_BACKENDS: tuple[str, ...] = ("auto", *_BACKENDS)
 
 
 def backend_priority(backend: AttentionBackend) -> list[SDPBackend] | None:

@@ -129,11 +129,11 @@ class SpinMeRoundCFG:
             [_expand_context(uncond_context, n, "uncond context"), _expand_context(cond.context, n, "cond context")]
         ).to(device)
         self.x2 = torch.empty(2 * n, c, h, w, device=device, dtype=torch.float32)
-        targets = [i for i in range(n) if i not in set(frames)]
+        targets = sorted(set(range(n)) - set(frames))
         self.targets = torch.tensor(targets, dtype=torch.long, device=device)
         # frames whose network output is used: the targets of both halves (None: all, nothing to prune)
         self.keep: Tensor | None = None
-        if prune_frames and frames and targets and getattr(denoiser, "supports_frame_pruning", False):
+        if prune_frames and frames and targets and denoiser.supports_frame_pruning:
             self.keep = torch.cat([self.targets, self.targets + n])
         self.denoiser = denoiser
         self.cfg_scale = float(cfg_scale)
@@ -150,10 +150,7 @@ class SpinMeRoundCFG:
         if self.empty is not None:
             self.x2.index_copy_(0, self.picked, self.empty)  # uncond half only: it comes first
         sigma2 = torch.cat([sigma, sigma])
-        if self.keep is None:
-            denoised = self.denoiser(self.x2, sigma2, self.cond_buffer, self.context2, self.num_frames)
-        else:
-            denoised = self.denoiser(self.x2, sigma2, self.cond_buffer, self.context2, self.num_frames, self.keep)
+        denoised = self.denoiser(self.x2, sigma2, self.cond_buffer, self.context2, self.num_frames, self.keep)
         d_u, d_c = denoised.chunk(2)
         guided = d_u + self.cfg_scale * (d_c - d_u)
         if self.keep is not None:

@@ -27,11 +27,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smr_core.attention_backends import AttentionBackend
 from smr_core.cameras import (
     FOV_DEG,
     IMAGE_SIZE,
@@ -46,6 +47,9 @@ from smr_core.cameras import (
 from smr_core.errors import InputError, WeightsNotFoundError
 from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes, unit_normals, white_background_mask
 from spin_io.atomic import replace_dir
+
+if TYPE_CHECKING:
+    from smr_core.speed import FastPath
 
 Progress = Callable[[str, int, int], None]
 
@@ -112,7 +116,7 @@ class ViewsConfig(BaseModel):
         "normals run and the VAE are fp32 (fast=True: bf16, or fp16 when chosen here).",
     )
     decode_batch: int = Field(8, ge=1, le=64, description="Latents decoded per VAE call (memory vs speed).")
-    attention_backend: Literal["auto", "cudnn", "flash", "efficient", "math"] = Field(
+    attention_backend: AttentionBackend = Field(
         "auto",
         description="SDPA kernel tried first by every attention layer (smr_core.attention): auto lets torch choose; "
         "the others stay as fall-backs, so any choice runs everywhere. Same maths, different speed on CUDA.",
@@ -222,12 +226,12 @@ class SpinMeRoundPipeline:
         *,
         weights_info: dict[str, Any] | None = None,
         ray_cache: dict[tuple[float, float, float], Any] | None = None,
-        fast_path: Any = None,
+        fast_path: FastPath | None = None,
     ) -> None:
-        from smr_core.speed import FastPath
+        from smr_core.speed import FastPath  # torch: imported on use
 
         self.unet = unet
-        self.fast_path: FastPath = fast_path if fast_path is not None else FastPath()
+        self.fast_path = fast_path if fast_path is not None else FastPath()
         self.vae = vae
         self.identity_encoder = identity_encoder
         self.weights_info = dict(weights_info or {"weights_id": "unknown"})

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from smr_core.attention_backends import ATTENTION_BACKENDS
+
 TINY_RANDOM_STEPS = 2  # --tiny-random without --steps: the views are noise anyway, keep the CPU run short
 BANNER = "*** --tiny-random: tiny UNTRAINED networks; the views are MEANINGLESS and labelled so in transforms.json ***"
 
@@ -68,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="multi-view UNet precision (auto: fp16 autocast on CUDA as the release, fp32 on CPU; "
                    "--fast uses bf16 unless fp16 is chosen)")
-    p.add_argument("--attention-backend", choices=("auto", "cudnn", "flash", "efficient", "math"), default="auto",
+    p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default="auto",
                    help="SDPA kernel tried first (auto: torch chooses; others fall back where it cannot run); "
                    "bench/gpu_checks.sh measures which is fastest on a GPU")
     p.add_argument("--fast", action="store_true", help="CUDA fast path: bf16 UNet copies with torch.compile and "
