@@ -14,6 +14,7 @@ from spin_io.viewset import (
     YAW_CW,
     ViewFrame,
     ViewSet,
+    ViewSetWarning,
     angles_from_position,
     camera_position,
     focal_from_fov,
@@ -94,10 +95,10 @@ def test_focal_matches_fov():
     [
         (lambda d: (d / "mask" / "001.png").unlink(), "missing mask"),
         (lambda d: (d / "transforms.json").unlink(), "transforms.json: missing"),
-        (lambda d: _edit(d, lambda m: m.pop("yaw_direction")), "yaw_direction"),
+        # issue 12: a missing yaw_direction now defaults; an unknown one is still refused
+        (lambda d: _edit(d, lambda m: m.__setitem__("yaw_direction", "sideways")), "yaw_direction"),
         (lambda d: _edit(d, lambda m: m["frames"][2].__setitem__("normal_frame", "tangent")), "normal_frame"),
         (lambda d: _edit(d, lambda m: m["frames"][1].__setitem__("w", 99)), "w=99"),
-        (lambda d: _edit(d, lambda m: m["frames"][1].__setitem__("azimuth_deg", -90.0)), "disagree"),
         (lambda d: _edit(d, lambda m: m.__setitem__("schema_version", 99)), "newer"),
         (lambda d: (d / "transforms.json").write_text("{not json"), "invalid JSON"),
     ],
@@ -108,6 +109,17 @@ def test_broken_folders_raise_clear_errors(tmp_path, breakage, message):
     breakage(d)
     with pytest.raises(ContractError, match=message):
         read_viewset(d)
+
+
+def test_reader_recomputes_angles_that_contradict_the_matrix(tmp_path):
+    # issue 12: the reader no longer refuses this (the matrices are the geometry); it warns and recomputes
+    d = tmp_path / "views"
+    write_viewset(d, _viewset())
+    _edit(d, lambda m: m["frames"][1].__setitem__("azimuth_deg", -90.0))
+    with pytest.warns(ViewSetWarning, match="disagree"):
+        back = read_viewset(d)
+    assert back.frames[1].azimuth_deg == pytest.approx(90.0) and back.yaw_direction == YAW_CCW
+    assert back.declared["angles_disagreed"] == {1: (-90.0, 0.0)}
 
 
 def test_mismatched_image_size_is_refused(tmp_path):
