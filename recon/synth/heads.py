@@ -5,12 +5,16 @@
   (det +1), so nothing is mirrored; the subject's left ear ends up on +X.
 * procedural: a seeded signed-distance head (cranium, face, jaw, nose, ears that protrude by
   different amounts, a neck, asymmetric hair volume, a left-only cheek bump) -> marching cubes.
+* people (recon.synth.people): the issue-12 evaluation heads, with labellers built from their parts.
+
+Every head answers `regions(points)` (REGIONS indices); heads without a labeller use `geometric_regions`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,15 +22,50 @@ import numpy as np
 from recon.errors import ReconError
 from spin_io.viewset import DEFAULT_METRES_PER_UNIT
 
+REGIONS = ("face", "ears", "back", "crown", "neck")
+
 
 @dataclass
 class GroundTruthHead:
-    """A closed, outward-oriented triangle mesh in ViewSet units."""
+    """A closed, outward-oriented triangle mesh in ViewSet units.
+
+    `labeller` (points in ViewSet units -> REGIONS indices) is set by heads that know their parts;
+    others get `geometric_regions`. `sdf` (ViewSet units, negative inside) is set by SDF-built heads.
+    """
 
     vertices: np.ndarray  # (N, 3) float64
     faces: np.ndarray  # (M, 3) int64
     name: str = "head"
     info: dict = field(default_factory=dict)
+    labeller: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    sdf: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def regions(self, points: np.ndarray) -> np.ndarray:
+        """Index into REGIONS for each (N, 3) point in ViewSet units (use points on or near the surface)."""
+        points = np.asarray(points, np.float64)
+        if self.labeller is not None:
+            return np.asarray(self.labeller(points), np.int64)
+        return geometric_regions(points, self.vertices)
+
+
+def geometric_regions(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Fallback labels from the head's extent alone, for heads built without named parts.
+
+    neck: the bottom 20 % of the height; crown: the top 20 %; ears: the outer 12 % of the half-width
+    within the middle of the height and depth; face: the rest with z > 0; back: the rest behind.
+    """
+    lo, hi = vertices.min(0), vertices.max(0)
+    mid = 0.5 * (lo + hi)
+    half = 0.5 * (hi - lo)
+    h = hi[1] - lo[1]
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    labels = np.where(z > mid[2], 0, 2)
+    ears = (np.abs(x - mid[0]) > 0.88 * half[0]) & (np.abs(z - mid[2]) < 0.3 * half[2]) & (
+        np.abs(y - (lo[1] + 0.55 * h)) < 0.15 * h
+    )
+    labels = np.where(ears, 1, labels)
+    labels = np.where(y > hi[1] - 0.2 * h, 3, labels)
+    return np.where(y < lo[1] + 0.2 * h, 4, labels)
 
 
 def _orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -171,3 +210,51 @@ def procedural_head(
     verts = (verts - centre) / metres_per_unit
     info = {"seed": seed, "params": params, "centre_m": centre.tolist()}
     return GroundTruthHead(verts, faces, f"procedural-{seed}", info)
+
+
+def inside_mesh(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Whether points lie inside a closed mesh: ray parity along +X, +Y and +Z, majority vote.
+
+    Independent of any signed-distance function, so tests can check the mesh itself (ear gaps, sockets).
+    Triangles are binned on a 2-D grid across each ray direction, so only the few under a ray are tested.
+    """
+    pts = np.asarray(points, np.float64).reshape(-1, 3)
+    tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64)]
+    lo, hi = tri.min(1), tri.max(1)
+    cell = 1.5 * float(np.median(np.linalg.norm(tri[:, 1] - tri[:, 0], axis=1))) + 1e-12
+    votes = np.zeros(len(pts), np.int64)
+    for axis in range(3):
+        a, b = [k for k in range(3) if k != axis]
+        org = lo[:, [a, b]].min(0)
+        i0 = np.floor((lo[:, [a, b]] - org) / cell).astype(np.int64)
+        i1 = np.floor((hi[:, [a, b]] - org) / cell).astype(np.int64)
+        nb = int(i1[:, 1].max()) + 2
+        span = i1 - i0 + 1
+        count = span[:, 0] * span[:, 1]
+        owner = np.repeat(np.arange(len(tri)), count)
+        k = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+        ca = i0[owner, 0] + k // span[owner, 1]
+        cb = i0[owner, 1] + k % span[owner, 1]
+        key = ca * nb + cb
+        order = np.argsort(key, kind="stable")
+        key, owner = key[order], owner[order]
+        pc = np.floor((pts[:, [a, b]] - org) / cell).astype(np.int64)
+        pkey = pc[:, 0] * nb + pc[:, 1]
+        valid = (pc >= 0).all(1) & (pc[:, 1] < nb)
+        start = np.searchsorted(key, pkey, "left")
+        stop = np.where(valid, np.searchsorted(key, pkey, "right"), start)
+        n = stop - start
+        pi = np.repeat(np.arange(len(pts)), n)
+        ti = owner[np.repeat(start, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))]
+        t, p = tri[ti], pts[pi]
+        e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        det = e1[:, a] * e2[:, b] - e1[:, b] * e2[:, a]
+        ok = np.abs(det) > 1e-20
+        det = np.where(ok, det, 1.0)
+        qa, qb = p[:, a] - t[:, 0, a], p[:, b] - t[:, 0, b]
+        u = (qa * e2[:, b] - qb * e2[:, a]) / det
+        v = (e1[:, a] * qb - e1[:, b] * qa) / det
+        depth = t[:, 0, axis] + u * e1[:, axis] + v * e2[:, axis]
+        hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (depth > p[:, axis])
+        votes += np.bincount(pi[hit], minlength=len(pts)) % 2
+    return votes >= 2

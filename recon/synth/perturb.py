@@ -1,4 +1,4 @@
-"""Perturbations that imitate a multi-view diffusion model's inconsistencies (issue 5, item 3)."""
+"""Perturbations that imitate a multi-view diffusion model's inconsistencies (issue 5, item 3; issue 12)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,27 @@ class Perturbation:
     inconsistent_back_view: bool = True  # the view nearest azimuth 180 shows a deformed head
     back_bulge_units: float = 0.015  # size of that deformation (6 mm at 0.4 m/unit)
     back_normal_rotation_deg: float = 8.0
+    white_balance: float = 0.0  # each view's RGB channels scaled by their own 1 +- this (on top of brightness)
+    shape_noise_mm: float = 0.0  # each view renders the head moved along its normals by its own smooth field
+    shape_wavelength_mm: float = 150.0  # shortest wavelength of that field (low frequency: whole-head swells)
 
     @classmethod
     def none(cls) -> Perturbation:
         return cls(0.0, 0.0, 0, 0.0, 0.0, False, 0.0, 0.0)
+
+    @classmethod
+    def as_generated(cls) -> Perturbation:
+        """What generated views look like (issue 12): +-1.5 deg camera error, rotated and noisy normals,
+        per-view exposure and white balance, and 2.5 mm of smooth shape disagreement between views."""
+        return cls(
+            normal_rotation_deg=4.0,
+            pixel_noise=0.02,
+            mask_jitter_px=1,
+            brightness=0.08,
+            camera_jitter_deg=1.5,
+            inconsistent_back_view=False,
+            back_bulge_units=0.0,
+            back_normal_rotation_deg=0.0,
+            white_balance=0.06,
+            shape_noise_mm=2.5,
+        )

@@ -54,6 +54,24 @@ def _random_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
     return _axis_angle(rng.normal(size=3), float(rng.uniform(-max_deg, max_deg)))
 
 
+def shape_field(points: np.ndarray, rng: np.random.Generator, amplitude: float, wavelength: float,
+                waves: int = 6) -> np.ndarray:
+    """A smooth random scalar field on (N, 3) points whose largest |value| over them is exactly `amplitude`.
+
+    A sum of `waves` plane waves with wavelengths in [wavelength, 2 wavelength]: low-frequency swells and
+    dents like the shape disagreements between a diffusion model's views (issue 12).
+    """
+    pts = np.asarray(points, np.float64)
+    dirs = rng.normal(size=(waves, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    k = 2 * np.pi / (wavelength * rng.uniform(1.0, 2.0, waves))
+    phase = rng.uniform(0, 2 * np.pi, waves)
+    weight = rng.uniform(0.5, 1.0, waves)
+    g = (np.cos(pts @ (dirs * k[:, None]).T + phase) * weight).sum(1)
+    peak = np.abs(g).max()
+    return g * (amplitude / peak) if peak > 0 else g
+
+
 def render_frame(
     vertices: torch.Tensor,
     faces: torch.Tensor,
@@ -112,11 +130,16 @@ def render_viewset(
     device: str | torch.device = "cpu",
     metres_per_unit: float = DEFAULT_METRES_PER_UNIT,
 ) -> ViewSet:
-    """Render `head` from each view (declared under `yaw_direction`) into an in-memory ViewSet."""
+    """Render `head` from each view (declared under `yaw_direction`) into an in-memory ViewSet.
+
+    With a perturbation, what was drawn per view (colour gains, camera rotation, shape-field peak) is
+    recorded in `generation["perturbation"]`, so tests can compare the images against it.
+    """
     from scipy import ndimage
 
     perturb = perturb or Perturbation.none()
     rng = np.random.default_rng(seed)
+    record: dict[str, list] = {"gains": [], "camera_rotation_deg": [], "shape_peak_mm": []}
     verts = torch.tensor(head.vertices, dtype=torch.float32, device=device)
     faces = torch.tensor(head.faces, dtype=torch.long, device=device)
     focal = focal_from_fov(size, fov_deg)
@@ -128,7 +151,16 @@ def render_viewset(
         if perturb.camera_jitter_deg > 0:
             R = _random_rotation(rng, perturb.camera_jitter_deg)
             render_c2w[:3, :] = R @ c2w[:3, :]
+            record["camera_rotation_deg"].append(math.degrees(math.acos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
         v_render = verts
+        view_rng = np.random.default_rng([seed, i, 12])  # the issue-12 perturbations draw from their own stream
+        if perturb.shape_noise_mm > 0:
+            unit_mm = 1000.0 * metres_per_unit
+            disp = shape_field(head.vertices, view_rng, perturb.shape_noise_mm / unit_mm,
+                               perturb.shape_wavelength_mm / unit_mm)
+            record["shape_peak_mm"].append(float(np.abs(disp).max() * unit_mm))
+            v_render = verts + torch.tensor(disp, dtype=torch.float32, device=device)[:, None] * vertex_normals(
+                verts, faces)
         extra_rot = np.eye(3)
         if perturb.inconsistent_back_view and i == back:
             bump_c = torch.tensor([0.08, 0.15, -0.2], device=device)
@@ -141,7 +173,13 @@ def render_viewset(
         if perturb.normal_rotation_deg > 0:
             R_n = _random_rotation(rng, perturb.normal_rotation_deg) @ R_n
         n_world = n_world @ R_n.T
-        if perturb.brightness > 0:
+        if perturb.white_balance > 0:
+            # exposure and white balance of the head only: the background stays white, edge pixels blend
+            gains = (1.0 + view_rng.uniform(-perturb.brightness, perturb.brightness)) * (
+                1.0 + view_rng.uniform(-perturb.white_balance, perturb.white_balance, 3))
+            record["gains"].append(gains.tolist())
+            rgb = (rgb - (1.0 - cov[..., None])) * gains + (1.0 - cov[..., None])
+        elif perturb.brightness > 0:
             rgb = 1.0 - (1.0 - rgb) * 1.0  # keep white background white
             gain = 1.0 + rng.uniform(-perturb.brightness, perturb.brightness)
             rgb = np.where(mask[..., None], rgb * gain, rgb)
@@ -178,5 +216,10 @@ def render_viewset(
         frames=frames,
         yaw_direction=yaw_direction,
         metres_per_unit=metres_per_unit,
-        generation={"synthetic": head.name, "seed": seed, "perturbed": perturb != Perturbation.none()},
+        generation={
+            "synthetic": head.name,
+            "seed": seed,
+            "perturbed": perturb != Perturbation.none(),
+            **({"perturbation": {k: v for k, v in record.items() if v}} if any(record.values()) else {}),
+        },
     )
