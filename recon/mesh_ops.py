@@ -158,13 +158,13 @@ def repair_self_intersections(
         sel[f[pairs.ravel()].ravel()] = True
         for _ in range(rings):
             sel |= (A @ sel.astype(np.float64)) > 0
-        return sel & ~fixed
+        return sel
 
     for rnd in range(max_rounds):
         pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, rnd
-        sel = neighbourhood(pairs, 2 + rnd // 3)
+        sel = neighbourhood(pairs, 2 + rnd // 3) & ~fixed
         for _ in range(5):
             avg = (A @ v) / deg[:, None]
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
@@ -174,7 +174,7 @@ def repair_self_intersections(
         pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, max_rounds + rnd
-        sel = neighbourhood(pairs, 2 + 2 * rnd)
+        sel = neighbourhood(pairs, 2 + 2 * rnd)  # the reference keeps fixed vertices where they must be
         v[sel] = reference[sel]
     return v, 2 * max_rounds
 
