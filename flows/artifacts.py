@@ -77,8 +77,11 @@ def views_artifact(views: ViewsRecord) -> None:
     folder = from_uri(views.dir_uri)
     meta = json.loads((folder / "transforms.json").read_text("utf-8"))
     cells = []
-    for frame in meta["frames"][:MAX_THUMBS]:
-        label = f"az {frame['azimuth_deg']:.0f} el {frame['elevation_deg']:.0f}"
+    for i, frame in enumerate(meta["frames"][:MAX_THUMBS]):
+        if "azimuth_deg" in frame and "elevation_deg" in frame:
+            label = f"az {frame['azimuth_deg']:.0f} el {frame['elevation_deg']:.0f}"
+        else:  # a ViewSet written by another tool: the angles are optional hints
+            label = f"view {i}"
         cells.append(_thumbnail_md(folder / frame["file_path"], THUMB_PX, label))
     banner = "**SYNTHETIC views (procedural head, the photo was not used)**\n\n" if views.synthetic else ""
     create_markdown_artifact(

@@ -1,7 +1,9 @@
 """Reconstruction: fit one closed, textured head mesh to a ViewSet (posed RGB + normals + masks).
 
-Pipeline (recon.pipeline.reconstruct): convention check -> visual hull -> marching cubes ->
-simplification -> explicit normal fusion -> planar neck cut -> xatlas UVs -> texture baking.
+Pipeline (recon.pipeline.reconstruct): convention check -> visual hull on a grid, cut flat where
+the views stop seeing the neck -> per-view depth from normals (recon.depth) fused inside the hull
+as a truncated signed distance (recon.volume) -> marching cubes -> simplification -> explicit
+normal fusion -> xatlas UVs -> texture baking -> per-view self-check (recon.selfcheck).
 Everything is pure torch on the device passed in, so the same code runs on CPU and CUDA.
 """
 

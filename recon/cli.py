@@ -10,8 +10,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "recon",
         help="fit a closed, textured head mesh to a ViewSet (views/ -> mesh/)",
-        description="Visual hull + explicit normal fusion + texture baking. Writes head.npz, albedo.png, "
-        "mesh.json and metrics.json (reprojection error per view, coverage, stage times).",
+        description="Visual hull, per-view depth from normals fused inside it (ear gaps, eye sockets), explicit "
+        "normal fusion, texture baking. Writes head.npz, albedo.png, mesh.json and metrics.json (a self-check with "
+        "the views that disagree with the rest, reprojection error per view, coverage, stage times).",
     )
     p.add_argument("views", help="ViewSet folder (transforms.json, rgb/, normal/, mask/)")
     p.add_argument("-o", "--output", required=True, help="HeadMesh folder to write")
@@ -20,6 +21,12 @@ def register(subparsers) -> None:
     p.add_argument("--target-faces", type=int, default=30_000, help="faces of the fitted mesh (default 30000)")
     p.add_argument("--rounds", type=int, default=8, help="normal-fusion rounds (default 8)")
     p.add_argument("--hull-voxel", type=float, default=0.006, help="visual-hull voxel in ViewSet units (default 0.006)")
+    p.add_argument(
+        "--no-depth-fusion",
+        action="store_true",
+        help="start normal fusion from the visual hull alone (faster, but concavities such as the gap behind the "
+        "ears and the eye sockets stay filled)",
+    )
     p.add_argument(
         "--conventions",
         choices=("correct", "refuse", "trust"),
@@ -36,6 +43,7 @@ def _handle(args: argparse.Namespace) -> int:
     from recon.fusion import FusionConfig
     from recon.pipeline import ReconConfig, run_recon
     from recon.texture import TextureConfig
+    from recon.volume import VolumeConfig
 
     cfg = ReconConfig(
         device=args.device,
@@ -43,6 +51,7 @@ def _handle(args: argparse.Namespace) -> int:
         target_faces=args.target_faces,
         conventions=args.conventions,
         fusion=FusionConfig(rounds=args.rounds),
+        volume=VolumeConfig(enabled=not args.no_depth_fusion),
         texture=TextureConfig(size=args.texture_size),
     )
     out = run_recon(

@@ -27,9 +27,9 @@ class HullResult:
 
 
 def _occupancy(points: torch.Tensor, cameras: Cameras, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Min over views of the mask value at each point, and whether every view saw the point in frame."""
+    """Min over views of the mask value at each point, and how many views saw the point in frame."""
     occ = torch.ones(points.shape[0], device=points.device)
-    in_all = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    seen = torch.zeros(points.shape[0], dtype=torch.int32, device=points.device)
     uv, depth = cameras.project(points)
     W, H = cameras.width, cameras.height
     open_bottom = masks[:, -1, :].amax(dim=1) > 0.5
@@ -42,8 +42,8 @@ def _occupancy(points: torch.Tensor, cameras: Cameras, masks: torch.Tensor) -> t
         val = torch.nn.functional.grid_sample(masks[v][None, None], grid, align_corners=False)[0, 0, 0]
         val = torch.where(inside, val, torch.where(below, torch.ones_like(val), torch.zeros_like(val)))
         occ = torch.minimum(occ, val)
-        in_all &= inside
-    return occ, in_all
+        seen += inside.int()
+    return occ, seen
 
 
 def _grid(lo: np.ndarray, hi: np.ndarray, step: float, device) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -53,27 +53,60 @@ def _grid(lo: np.ndarray, hi: np.ndarray, step: float, device) -> tuple[torch.Te
     return pts, n
 
 
-def visual_hull(
-    cameras: Cameras,
-    masks: torch.Tensor,
-    voxel: float = 0.008,
-    neck_margin: float = 0.03,
-    y_cut: float | None = None,
-    extent: float = 0.8,
-) -> HullResult:
-    """Carve the hull of `masks` (V, H, W) float in [0, 1], extract it, and close it at the neck plane.
+@dataclass
+class HullGrid:
+    """The carved volume on a regular grid: field > 0 inside, the voxels' views, and the neck plane."""
 
-    `y_cut=None` puts the cut `neck_margin` above the lowest hull slice that every view saw in
-    frame (or above the hull's bottom when it is entirely in frame).
+    field: np.ndarray  # (nx, ny, nz) float32, occupancy - 0.5 (largest component only)
+    seen: np.ndarray  # (nx, ny, nz) int32, number of views that have the voxel in frame
+    lo: np.ndarray  # (3,) position of voxel (0, 0, 0)
+    voxel: float
+    y_cut: float
+
+    def points(self) -> np.ndarray:
+        """(N, 3) voxel centres in C order of `field`."""
+        axes = [self.lo[i] + self.voxel * np.arange(self.field.shape[i]) for i in range(3)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def working_extent(cameras: Cameras) -> tuple[np.ndarray, float]:
+    """Centre and half-size of the region every camera looks at (where the head must be).
+
+    The centre is the point closest to all optical axes (least squares); the half-size is the
+    largest half-width of a view's frustum at that point, so nothing any view could show is missed.
+    """
+    c2w = cameras.c2w.detach().double().cpu().numpy()
+    origins = c2w[:, :3, 3]
+    dirs = -c2w[:, :3, 2]
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for o, d in zip(origins, dirs, strict=True):
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ o
+    centre = np.linalg.lstsq(A, b, rcond=None)[0]
+    dist = np.linalg.norm(origins - centre, axis=1)
+    fx = cameras.fx.double().cpu().numpy()
+    fy = cameras.fy.double().cpu().numpy()
+    half = np.maximum(cameras.width / fx, cameras.height / fy) * 0.5 * dist
+    return centre, float(half.max())
+
+
+def hull_grid(
+    cameras: Cameras, masks: torch.Tensor, voxel: float = 0.006, neck_margin: float = 0.0, y_cut: float | None = None
+) -> HullGrid:
+    """Carve the hull of `masks` (V, H, W) in [0, 1] on a grid and find where the neck must end.
+
+    `y_cut=None` puts the neck plane where the views stop seeing the neck: the lowest height above
+    which every hull voxel is in frame of at least one view (plus `neck_margin`).
     """
     from scipy import ndimage
-    from skimage.measure import marching_cubes
 
     dev = masks.device
-    # coarse pass: find the bounding box
+    centre, extent = working_extent(cameras)
     coarse = extent * 2 / 48
-    lo = np.full(3, -extent)
-    pts, n = _grid(lo, -lo, coarse, dev)
+    lo = centre - extent
+    pts, n = _grid(lo, centre + extent, coarse, dev)
     occ, _ = _occupancy(pts, cameras, masks)
     solid = (occ > 0.5).reshape(n).cpu().numpy()
     if not solid.any():
@@ -84,8 +117,9 @@ def visual_hull(
     lo_b = lo + (idx.min(0) - 2) * coarse
     hi_b = lo + (idx.max(0) + 2) * coarse
     pts, n = _grid(lo_b, hi_b, voxel, dev)
-    occ, in_all = _occupancy(pts, cameras, masks)
+    occ, seen = _occupancy(pts, cameras, masks)
     occ_np = occ.reshape(n).cpu().numpy()
+    seen_np = seen.reshape(n).cpu().numpy()
     solid = occ_np > 0.5
     labels, count = ndimage.label(solid)
     if count == 0:
@@ -98,22 +132,57 @@ def visual_hull(
     ys = lo_b[1] + voxel * np.arange(n[1])
     if y_cut is None:
         rows = keep.any(axis=(0, 2))
-        y_bottom = ys[np.argmax(rows)]
-        in_frame = (in_all.reshape(n).cpu().numpy() | ~keep).all(axis=(0, 2))
-        framed = np.nonzero(rows & in_frame)[0]
-        y_first = ys[framed[0]] if len(framed) else y_bottom
-        y_cut = float(max(y_bottom, y_first) + neck_margin)
-    field = np.minimum(occ_np - 0.5, (ys[None, :, None] - y_cut) / voxel * 0.5)
-    field = np.pad(field, 1, constant_values=-0.5)
-    if (field > 0).sum() < 8:
-        raise DegenerateResultError(f"the visual hull above the neck cut (y={y_cut:.3f}) is empty")
-    verts, faces, _, _ = marching_cubes(field, level=0.0, spacing=(voxel,) * 3)
-    verts = verts + (lo_b - voxel)
+        unseen_rows = np.nonzero((keep & (seen_np == 0)).any(axis=(0, 2)))[0]
+        first = int(np.argmax(rows))
+        if len(unseen_rows):
+            first = max(first, int(unseen_rows.max()) + 1)
+        y_cut = float(ys[min(first, n[1] - 1)] + neck_margin)
+    return HullGrid((occ_np - 0.5).astype(np.float32), seen_np, lo_b, voxel, float(y_cut))
+
+
+def extract_surface(grid: HullGrid, field: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of `field` (default the hull's) closed by the plane y = y_cut: a closed, outward mesh."""
+    from skimage.measure import marching_cubes
+
+    field = grid.field if field is None else field
+    voxel = grid.voxel
+    ys = grid.lo[1] + voxel * np.arange(field.shape[1])
+    f = np.minimum(field, (ys[None, :, None] - grid.y_cut) / voxel * 0.5)
+    f = np.pad(f, 1, constant_values=-0.5)
+    if (f > 0).sum() < 8:
+        raise DegenerateResultError(f"the visual hull above the neck cut (y={grid.y_cut:.3f}) is empty")
+    verts, faces, _, _ = marching_cubes(f, level=0.0, spacing=(voxel,) * 3)
+    verts = verts + (grid.lo - voxel)
     faces = faces.astype(np.int64)
     a, b, c = (verts[faces[:, i]] for i in range(3))
     if np.einsum("ij,ij->i", a, np.cross(b, c)).sum() < 0:
         faces = faces[:, ::-1].copy()
-    return HullResult(verts.astype(np.float64), faces, float(y_cut), voxel)
+    return verts.astype(np.float64), faces
+
+
+def visual_hull(
+    cameras: Cameras,
+    masks: torch.Tensor,
+    voxel: float = 0.008,
+    neck_margin: float = 0.0,
+    y_cut: float | None = None,
+) -> HullResult:
+    """Carve the hull of `masks` (V, H, W) float in [0, 1], extract it, and close it at the neck plane."""
+    grid = hull_grid(cameras, masks, voxel, neck_margin, y_cut)
+    verts, faces = extract_surface(grid)
+    return HullResult(verts, faces, grid.y_cut, voxel)
+
+
+def largest_component(field: np.ndarray) -> np.ndarray:
+    """`field` (> 0 inside) with every inside region but the largest pushed outside."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(field > 0)
+    if count <= 1:
+        return field
+    sizes = ndimage.sum(field > 0, labels, index=np.arange(1, count + 1))
+    keep = labels == (1 + int(np.argmax(sizes)))
+    return np.where(keep | (field <= 0), field, -0.01).astype(field.dtype)
 
 
 def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:

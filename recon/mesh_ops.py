@@ -128,36 +128,55 @@ def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: 
 
 
 def repair_self_intersections(
-    vertices: np.ndarray, faces: np.ndarray, fixed: np.ndarray | None = None, max_rounds: int = 10
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    fixed: np.ndarray | None = None,
+    max_rounds: int = 10,
+    reference: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Smooth the neighbourhood of crossing faces until none cross; returns (vertices, rounds used).
+    """Remove crossing faces; returns (vertices, rounds used), rounds = max_rounds (+ reverts) if some remain.
 
     Folds from normal fusion are local (thin ears, creases), so umbrella smoothing of the crossing
-    faces' vertices and two rings around them removes them while leaving the rest untouched.
+    faces' vertices and two rings around them removes most of them while leaving the rest
+    untouched. Where smoothing cannot separate two sheets (a thin ear folded through itself), the
+    neighbourhood goes back to `reference` (the crossing-free mesh fusion started from), in rings
+    that grow until nothing crosses.
     """
+    from scipy import sparse
+
     v = np.array(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     fixed = np.zeros(len(v), bool) if fixed is None else fixed
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     e = np.concatenate([e, e[:, ::-1]])
-    from scipy import sparse
-
     A = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
     A.data[:] = 1.0
     deg = np.asarray(A.sum(1)).ravel()
+
+    def neighbourhood(pairs: np.ndarray, rings: int) -> np.ndarray:
+        sel = np.zeros(len(v), bool)
+        sel[f[pairs.ravel()].ravel()] = True
+        for _ in range(rings):
+            sel |= (A @ sel.astype(np.float64)) > 0
+        return sel
+
     for rnd in range(max_rounds):
         pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, rnd
-        sel = np.zeros(len(v), bool)
-        sel[f[pairs.ravel()].ravel()] = True
-        for _ in range(2 + rnd // 3):
-            sel |= (A @ sel.astype(np.float64)) > 0
-        sel &= ~fixed
+        sel = neighbourhood(pairs, 2 + rnd // 3) & ~fixed
         for _ in range(5):
             avg = (A @ v) / deg[:, None]
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
-    return v, max_rounds
+    if reference is None:
+        return v, max_rounds
+    for rnd in range(max_rounds):
+        pairs = intersecting_face_pairs(v, f)
+        if len(pairs) == 0:
+            return v, max_rounds + rnd
+        sel = neighbourhood(pairs, 2 + 2 * rnd)  # the reference keeps fixed vertices where they must be
+        v[sel] = reference[sel]
+    return v, 2 * max_rounds
 
 
 def _segment_hits_triangle(p: np.ndarray, q: np.ndarray, t: np.ndarray, eps: float = 1e-9) -> np.ndarray:

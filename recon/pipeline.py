@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from recon.cameras import Cameras, cameras_from_frames
 from recon.conventions import ConventionReport, apply_conventions, check_conventions
 from recon.errors import DegenerateResultError, ViewSetInputError
 from recon.fusion import FusionConfig, refine
-from recon.hull import simplify, visual_hull
+from recon.hull import extract_surface, hull_grid, largest_component, simplify
 from recon.mesh_ops import edge_manifold_report, face_normals, repair_self_intersections, self_intersections
 from recon.metrics import psnr
 from recon.raster import TorchRasterizer, rasterize_views
+from recon.selfcheck import SelfCheckConfig, self_check
 from recon.texture import BakedTexture, TextureConfig, bake_texture, render_textured
+from recon.volume import VolumeConfig, fuse_depths, view_depths
 from spin_io.viewset import ViewSet
 
 MIN_VIEWS = 4
@@ -30,12 +33,14 @@ class ReconConfig:
 
     device: str = "cpu"
     hull_voxel: float = 0.006
-    neck_margin: float = 0.03
+    neck_margin: float = 0.0
     target_faces: int = 30_000
     conventions: str = "correct"  # "correct" (fix + warn) | "refuse" | "trust" (skip the check)
     check_self_intersections: bool = True
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
+    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)
 
 
 @dataclass
@@ -60,7 +65,10 @@ def validate_input(vs: ViewSet) -> None:
         )
     for i, f in enumerate(vs.frames):
         if f.normal is None:
-            raise ViewSetInputError(f"view {i} has no normal map; recon fuses normals, so every view needs one")
+            raise ViewSetInputError(
+                f"view {i} has no normal map (normal_path in transforms.json); recon fuses normals, so every view "
+                "needs one"
+            )
         if not np.all(np.isfinite(f.normal)):
             raise ViewSetInputError(f"view {i}: the normal map contains NaN or infinite values; regenerate this view")
         if not np.any(f.mask):
@@ -80,6 +88,13 @@ def world_normals(vs: ViewSet, device: str | torch.device = "cpu") -> torch.Tens
         length = np.linalg.norm(n, axis=-1, keepdims=True)
         out.append(np.where(length > 0.5, n / np.maximum(length, 1e-12), 0.0))
     return torch.tensor(np.stack(out), dtype=torch.float32, device=device)
+
+
+def _perimeter(mask: np.ndarray) -> int:
+    """Mask pixels with a 4-neighbour outside the mask (the image border counts as outside)."""
+    m = np.pad(np.asarray(mask, bool), 1)
+    inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    return int((np.asarray(mask, bool) & ~inner).sum())
 
 
 def check_mesh(vertices: np.ndarray, faces: np.ndarray, self_check: bool = True) -> dict:
@@ -123,6 +138,7 @@ def per_view_metrics(
         mask = torch.tensor(frame.mask, device=dev)
         inter = (fr.covered & mask).sum().item()
         union = (fr.covered | mask).sum().item()
+        xor = (fr.covered ^ mask).sum().item()
         both = fr.covered & mask & (normals[i].norm(dim=-1) > 0.5)
         cos = (fn[fr.face_id[both]] * normals[i][both]).sum(-1).clamp(-1, 1)
         m = (cov[i] & mask).cpu().numpy()
@@ -132,6 +148,7 @@ def per_view_metrics(
                 "azimuth_deg": frame.azimuth_deg,
                 "elevation_deg": frame.elevation_deg,
                 "silhouette_iou": inter / max(union, 1),
+                "silhouette_offset_px": xor / max(_perimeter(frame.mask), 1),
                 "normal_error_deg": float(torch.rad2deg(torch.acos(cos)).mean()) if cos.numel() else None,
                 "rgb_psnr_db": psnr(rgb[i].cpu().numpy(), frame.rgb / 255.0, m) if m.any() else None,
             }
@@ -169,47 +186,70 @@ def reconstruct(
     masks_np = np.stack([f.mask for f in vs.frames])
     masks = torch.tensor(masks_np, dtype=torch.float32, device=dev)
     normals = world_normals(vs, dev)
-    hull = visual_hull(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
+    grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
+    v, f = extract_surface(grid)
     stamp("visual_hull")
-    v, f = simplify(hull.vertices, hull.faces, cfg.target_faces)
+    if cfg.volume.enabled:
+        with _bar(progress, len(vs.frames), "depth from normals", "view") as tick:
+            depth_cams, depths = view_depths(cams, v, f, normals, masks_np, cfg.volume, progress=tick)
+        stamp("depth_integration")
+        v, f = extract_surface(grid, largest_component(fuse_depths(grid, depth_cams, depths, cfg.volume)))
+        stamp("depth_fusion")
+    fused_report = {"faces": int(len(f)), **edge_manifold_report(f)}
+    v, f = simplify(v, f, cfg.target_faces)
     stamp("simplify")
-    v0 = torch.tensor(v, dtype=torch.float32, device=dev)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.fusion.rounds, desc="normal fusion", unit="round", leave=False)
-    x = refine(v0, torch.tensor(f, device=dev), cams, normals, masks_np, hull.y_cut, cfg.fusion,
-               progress=(lambda _r, _info: bar.update(1)) if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    with _bar(progress, cfg.fusion.rounds, "normal fusion", "round") as tick:
+        x = refine(torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev), cams, normals,
+                   masks_np, grid.y_cut, cfg.fusion, progress=lambda r, _info: tick(r))
     vertices = x.cpu().numpy().astype(np.float64)
     stamp("normal_fusion")
     repair_rounds = 0
     if cfg.check_self_intersections:
-        vertices, repair_rounds = repair_self_intersections(vertices, f, np.abs(vertices[:, 1] - hull.y_cut) < 1e-6)
+        cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
+        vertices, repair_rounds = repair_self_intersections(vertices, f, cap, reference=v.astype(np.float64))
     mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)
     mesh_report["repair_rounds"] = repair_rounds
+    mesh_report["before_simplification"] = fused_report
     stamp("mesh_check")
+    log("texture: unwrapping and baking")
     images = torch.tensor(np.stack([fr.rgb for fr in vs.frames]), dtype=torch.float32, device=dev) / 255.0
     baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture)
     stamp("texture")
     views = per_view_metrics(vertices, f, baked, cams, vs, normals)
+    check = self_check(views, cfg.self_check)
+    if not check["ok"]:
+        log(f"self-check: views {check['disagreeing_views']} disagree with the rest (metrics.json: self_check)")
     stamp("reprojection")
     metrics = {
-        "schema_version": 1,
+        "schema_version": 2,
+        "self_check": check,
         "views": views,
         "coverage": {"texels_painted": baked.coverage, "texels_surface_filled": baked.surface_filled},
         "mesh": {"vertices": int(len(baked.vertices)), "faces": int(len(baked.faces)), **mesh_report},
-        "neck_plane_y_m": hull.y_cut * vs.metres_per_unit,
+        "neck_plane_y_m": grid.y_cut * vs.metres_per_unit,
         "stage_seconds": times,
         "conventions": report.as_dict() if report else None,
         "config": {k: val for k, val in asdict(cfg).items()},
         "generation": vs.generation,
     }
     return ReconResult(
-        baked.vertices, baked.faces, baked.uv, baked.albedo, hull.y_cut, vs.metres_per_unit, report, metrics
+        baked.vertices, baked.faces, baked.uv, baked.albedo, grid.y_cut, vs.metres_per_unit, report, metrics
     )
+
+
+@contextmanager
+def _bar(show: bool, total: int, desc: str, unit: str) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr when `show`; yields the callback that advances it to step i + 1."""
+    if not show:
+        yield lambda _i: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+    try:
+        yield lambda i: bar.update(i + 1 - bar.n)
+    finally:
+        bar.close()
 
 
 def run_recon(

@@ -51,7 +51,16 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     assert metrics["coverage"]["texels_painted"] > 0.75  # the neck cap and under-chin are never seen
     filled = metrics["coverage"]["texels_surface_filled"]  # ...and take their colour from the surface around them
     assert 0 < filled < 0.25 and filled + metrics["coverage"]["texels_painted"] == pytest.approx(1.0)
-    assert {"visual_hull", "normal_fusion", "texture"} <= set(metrics["stage_seconds"])
+    assert {"visual_hull", "depth_integration", "depth_fusion", "normal_fusion", "texture"} <= set(
+        metrics["stage_seconds"]
+    )
+    # the self-check names exactly the view rendered from a deformed head (Perturbation's back view)
+    check = metrics["self_check"]
+    assert check["disagreeing_views"] == [4] and not check["ok"]
+    assert metrics["views"][4]["azimuth_deg"] == 180.0 and "normal error" in check["disagreements"][0]["why"]
+    assert check["silhouette_offset_px"]["median"] < 1.0
+    before = metrics["mesh"]["before_simplification"]
+    assert before["boundary_edges"] == before["nonmanifold_edges"] == 0  # simplified from a closed manifold
     assert mesh.albedo.shape == (512, 512, 3) and mesh.uv.min() >= 0 and mesh.uv.max() <= 1
     # metres, glTF axes: a head is ~0.15-0.2 m wide, taller than wide
     ext = mesh.vertices.max(0) - mesh.vertices.min(0)
