@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements still owed, in one call that fits a lent machine (about 9 minutes):
 #   1. bench/gpu_sweep.py: which fast-path settings bring 50-step 8-view CFG sampling under 1.6 s (issue 3);
-#   2. bench/recon_bench.py --device cuda --quick: recon has never run on a GPU.
+#   2. bench/recon_eval.py on CUDA, one people head, 24 as-generated views at 256 px (issue 12: <= 10 s target).
 # Usage, from the repository root on the GPU machine:
 #   bash bench/gpu_checks.sh [RESULTS_DIR] [WHEEL_DIR]
 # RESULTS_DIR defaults to $OUT (the device tool's output folder) or ./gpu-results. WHEEL_DIR: a folder of
@@ -31,6 +31,6 @@ $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cu
 timeout 450 $py bench/gpu_sweep.py --json "$results/sweep.json" --budget-s 330 ${SWEEP_ARGS:-} 2>&1 \
     | tee "$results/sweep.log"
 echo "sweep exit ${PIPESTATUS[0]}"
-timeout 100 $py bench/recon_bench.py --device "${RECON_DEVICE:-cuda}" --quick --json "$results/recon.json" 2>&1 \
-    | tee "$results/recon.log"
+timeout 100 $py bench/recon_eval.py --device "${RECON_DEVICE:-cuda}" --heads ada --variants as_generated \
+    --views 24 --sizes 256 --json "$results/recon.json" 2>&1 | tee "$results/recon.log"
 echo "recon exit ${PIPESTATUS[0]}"

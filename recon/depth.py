@@ -13,7 +13,7 @@ The depth map minimises, over the pixels of the mask,
 
     E(z) = sum_(p,p') w_pp' (z_p' - z_p - g_pp')^2           (g: the mean of both pixels' gradients)
          + sum_p a_p (z_p - log d_hull,p)^2                   (anchors where the visual hull is tight)
-         + sum_p b_p (z_p - log d_entry,p)^2                  (only where the surface would leave the hull)
+         + sum_p b_p (z_p - log d_entry,p + tol)^2            (only where the surface would leave the hull)
 
 solved by iteratively reweighted least squares:
 
@@ -26,8 +26,8 @@ solved by iteratively reweighted least squares:
   bridged concavity (an eye socket, the gap behind an ear) is outvoted by the integrated shape
   around it, while a patch cut off by a discontinuity (the nose seen from the front) keeps the
   anchors that place it;
-* b_p switches on for pixels whose depth came out in front of the hull's entry depth: the object
-  lies inside its hull.
+* b_p switches on for pixels whose depth came out more than a tolerance in front of the hull's
+  entry depth: the object lies inside its hull (the tolerance absorbs the voxelised hull's dents).
 
 A pixel's confidence is its cos times the share of its pair weight that survived the cuts.
 """
@@ -50,6 +50,7 @@ class DepthConfig:
     anchor_scale: float = 1.5e-3
     pair_scale: float = 1.5e-3
     inside_weight: float = 10.0
+    inside_tolerance: float = 1e-3  # the hull is a voxelised mesh: its dents must not push the map back
     min_cos: float = 0.05
     regulariser: float = 1e-8
 
@@ -144,11 +145,11 @@ def integrate_normals(
     for it in range(cfg.iterations):
         diag = a + b + cfg.regulariser
         lhs = (D.T @ sparse.diags(w_pair) @ D + sparse.diags(diag)).tocsc()
-        z = spsolve(lhs, D.T @ (w_pair * g) + diag * z_hull)
+        z = spsolve(lhs, D.T @ (w_pair * g) + (a + cfg.regulariser) * z_hull + b * (z_hull - cfg.inside_tolerance))
         w_pair = w_pair0 * np.exp(-(((D @ z - g) / cfg.pair_scale) ** 2))
         if it >= cfg.iterations - 1 - cfg.robust_anchor_iterations:
             a = a0 / (1.0 + ((z - z_hull) / cfg.anchor_scale) ** 2)
-        b = np.where(z < z_hull, cfg.inside_weight, 0.0)
+        b = np.where(z < z_hull - cfg.inside_tolerance, cfg.inside_weight, 0.0)
     depth[pix] = np.exp(z)
     reach = abs(D.T)
     confidence[pix] = cos[pix] * (reach @ w_pair) / np.maximum(reach @ w_pair0, 1e-12)

@@ -32,15 +32,17 @@ def _occupancy(points: torch.Tensor, cameras: Cameras, masks: torch.Tensor) -> t
     seen = torch.zeros(points.shape[0], dtype=torch.int32, device=points.device)
     uv, depth = cameras.project(points)
     W, H = cameras.width, cameras.height
-    open_bottom = masks[:, -1, :].amax(dim=1) > 0.5
+    # a mask that reaches the bottom rows (a matte eroded by a pixel or two still does) leaves the neck open
+    rows = max(3, H // 64)
+    open_bottom = masks[:, -rows:, :].amax(dim=(1, 2)) > 0.5
     for v in range(len(cameras)):
         gx = uv[v, :, 0] / W * 2 - 1
         gy = uv[v, :, 1] / H * 2 - 1
         inside = (gx.abs() <= 1) & (gy.abs() <= 1) & (depth[v] > 0)
-        below = (gx.abs() <= 1) & (gy > 1) & (depth[v] > 0) & open_bottom[v]
+        below = (gx.abs() <= 1) & (gy > 1 - 2 * rows / H) & (depth[v] > 0) & open_bottom[v]
         grid = torch.stack([gx, gy], -1)[None, None]
         val = torch.nn.functional.grid_sample(masks[v][None, None], grid, align_corners=False)[0, 0, 0]
-        val = torch.where(inside, val, torch.where(below, torch.ones_like(val), torch.zeros_like(val)))
+        val = torch.where(below, torch.ones_like(val), torch.where(inside, val, torch.zeros_like(val)))
         occ = torch.minimum(occ, val)
         seen += inside.int()
     return occ, seen
@@ -70,10 +72,12 @@ class HullGrid:
 
 
 def working_extent(cameras: Cameras) -> tuple[np.ndarray, float]:
-    """Centre and half-size of the region every camera looks at (where the head must be).
+    """Centre and half-size of a cube holding everything the views frame near their common target.
 
-    The centre is the point closest to all optical axes (least squares); the half-size is the
-    largest half-width of a view's frustum at that point, so nothing any view could show is missed.
+    The centre is the point closest to all optical axes (least squares). A view at distance d
+    frames a half-width t d at the centre (t = half the frame over the focal length) and
+    t (d + h) at the far side of a cube of half-size h; h = t d / (1 - t) holds both, so a neck
+    that a pitched view still frames below the head is never cut off by the box.
     """
     c2w = cameras.c2w.detach().double().cpu().numpy()
     origins = c2w[:, :3, 3]
@@ -88,8 +92,8 @@ def working_extent(cameras: Cameras) -> tuple[np.ndarray, float]:
     dist = np.linalg.norm(origins - centre, axis=1)
     fx = cameras.fx.double().cpu().numpy()
     fy = cameras.fy.double().cpu().numpy()
-    half = np.maximum(cameras.width / fx, cameras.height / fy) * 0.5 * dist
-    return centre, float(half.max())
+    t = np.minimum(np.maximum(cameras.width / fx, cameras.height / fy) * 0.5, 0.9)
+    return centre, float((t * dist / (1.0 - t)).max())
 
 
 def hull_grid(

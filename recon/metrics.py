@@ -4,10 +4,16 @@
 where the views show it is compared, never cropped at recon's own neck plane.
 
 * GT samples (area-uniform) count when they project inside the image, in front of the camera, of at
-  least one view (no occlusion test), minus the GT's own flat bottom cap (where a synthetic body ends).
+  least one view, minus the GT's own flat bottom cap (where a synthetic body ends), and (crop "shown",
+  the default) when they lie no lower than the lowest GT point some view actually shows (facing it,
+  not occluded) on their side of the head: the head is cut into 16 sectors of azimuth around its
+  vertical axis, and each sector ends where the views stop showing it. Above that line every GT
+  point counts, seen or not (the gap behind an ear, the floor of a nostril): only the neck's end is
+  decided by visibility. Crop "framed" (stricter, reported beside it) drops the visibility test: the
+  back of a long neck that only a view looking past the front of the neck frames counts too.
 * Recon samples count except recon's flat neck cap (faces within 10 deg of -Y within 2 mm of recon's
-  lowest point) and anything below the lowest visible GT sample: a neck cut too high loses
-  completeness, surface below what the views show is not penalised.
+  lowest point) and anything below the same line: a neck cut too high loses completeness, surface
+  below what the views show is not penalised.
 * Distances are exact point-to-triangle distances to the other mesh (recon minus its cap for
   completeness, the whole GT for accuracy). Chamfer-L1 = (mean accuracy + mean completeness) / 2;
   F@tau = harmonic mean of precision (recon samples within tau of GT) and recall (visible GT samples
@@ -318,6 +324,23 @@ def _sample_faces(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int
     return pts, cross[fidx] / np.maximum(area[fidx], 1e-30)[:, None], fidx
 
 
+def _sector_floor(points: np.ndarray, shown: np.ndarray, sectors: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Per azimuth sector around the vertical axis through the shown points: the lowest shown height."""
+    shown_pts = points[shown]
+    if len(shown_pts) == 0:
+        return lambda p: np.full(len(p), np.inf)
+    cx, cz = np.median(shown_pts[:, 0]), np.median(shown_pts[:, 2])
+
+    def sector(p: np.ndarray) -> np.ndarray:
+        a = np.arctan2(p[:, 0] - cx, p[:, 2] - cz)
+        return np.minimum(((a + np.pi) / (2 * np.pi) * sectors).astype(np.int64), sectors - 1)
+
+    lowest = np.full(sectors, np.inf)
+    np.minimum.at(lowest, sector(shown_pts), shown_pts[:, 1])
+    lowest[~np.isfinite(lowest)] = shown_pts[:, 1].min()
+    return lambda p: lowest[sector(p)]
+
+
 def evaluate_surface(
     rec_vertices: np.ndarray,
     rec_faces: np.ndarray,
@@ -333,6 +356,8 @@ def evaluate_surface(
     cap_band_mm: float = 2.0,
     drop_gt_cap: bool = True,
     report_seen: bool = True,
+    crop: str = "shown",
+    sectors: int = 16,
 ) -> dict:
     """Chamfer-L1/L2, accuracy, completeness, normal consistency, F-scores, signed offset: overall and per
     region, over the GT the views show (see the module docstring). `views`: a ViewSet, ViewFrames or
@@ -354,17 +379,28 @@ def evaluate_surface(
     # GT: visible samples, minus its own flat bottom cap
     gp, gn, gfi = _sample_faces(gv, gf, count, seed)
     gt_cap = flat_cap_faces(gv, gf, band, cap_angle_deg) if drop_gt_cap else np.zeros(len(gf), bool)
+    if crop not in ("shown", "framed"):
+        raise ValueError(f"crop must be 'shown' or 'framed', got {crop!r}")
     vis = visible_mask(gp, views)
-    seen = visible_mask(gp, views, normals=gn, mm_per_unit=mm_per_unit) if report_seen else None
+    seen = visible_mask(gp, views, normals=gn, mm_per_unit=mm_per_unit) if (report_seen or crop == "shown") else None
+    if crop == "shown":
+        floor = _sector_floor(gp, seen & vis, sectors)
+    else:
+        y_framed = float(gp[vis, 1].min()) if vis.any() else np.inf
+
+        def floor(p: np.ndarray) -> np.ndarray:
+            return np.full(len(p), y_framed)
+
+    vis = vis & (gp[:, 1] >= floor(gp))
     keep_g = vis & ~gt_cap[gfi]
     if not keep_g.any():
         raise ValueError("no ground-truth surface is inside any view")
     y_vis = float(gp[vis, 1].min())
     labels_all = np.asarray(labeller(gp), np.int64)
-    # recon: drop its flat neck cap and what lies below the lowest visible GT point
+    # recon: drop its flat neck cap and what lies below where the views stop showing the GT
     rec_cap = flat_cap_faces(rv, rf, band, cap_angle_deg)
     rp, rn, rfi = _sample_faces(rv, rf, count, seed + 1)
-    below = rp[:, 1] < y_vis
+    below = rp[:, 1] < floor(rp)
     keep_r = ~rec_cap[rfi] & ~below
     if not keep_r.any():
         raise ValueError("no reconstructed surface above the lowest visible ground truth")
@@ -407,6 +443,7 @@ def evaluate_surface(
     result = block(np.ones(len(rp_k), bool), np.ones(len(gp_k), bool))
     result["regions"] = {name: block(lab_r == k, lab_g == k) for k, name in enumerate(REGIONS)}
     result["visible_y_min"] = y_vis
+    result["crop"] = crop
     if seen is not None:  # diagnostic: the same scores over the GT some camera actually sees (occlusion-tested)
         ms = seen[keep_g]
         if ms.any():

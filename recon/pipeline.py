@@ -161,7 +161,8 @@ def reconstruct(
 ) -> ReconResult:
     """Fit one closed textured head to the ViewSet (all stages; see recon/__init__.py).
 
-    `log` receives one line per finished stage; `progress` shows a tqdm bar over the fusion rounds.
+    `log` receives a line as each long stage starts and one per finished stage; `progress` shows tqdm bars
+    over the per-view depth integration and the fusion rounds.
     """
     cfg = cfg or ReconConfig()
     log = log or (lambda _msg: None)
@@ -186,6 +187,7 @@ def reconstruct(
     masks_np = np.stack([f.mask for f in vs.frames])
     masks = torch.tensor(masks_np, dtype=torch.float32, device=dev)
     normals = world_normals(vs, dev)
+    log(f"visual hull: {len(vs.frames)} views, {cfg.hull_voxel * vs.metres_per_unit * 1000:.1f} mm voxels")
     grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
     v, f = extract_surface(grid)
     stamp("visual_hull")
@@ -205,6 +207,7 @@ def reconstruct(
     stamp("normal_fusion")
     repair_rounds = 0
     if cfg.check_self_intersections:
+        log("mesh check: self-intersections (folds are smoothed or reverted to the fused mesh)")
         cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
         vertices, repair_rounds = repair_self_intersections(vertices, f, cap, reference=v.astype(np.float64))
     mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)

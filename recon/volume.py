@@ -35,7 +35,7 @@ class VolumeConfig:
     """Depth fusion settings; lengths in ViewSet units (0.4 m each by default)."""
 
     enabled: bool = True
-    truncation: float = 0.01  # tau: 4 mm at 0.4 m/unit
+    truncation: float = 0.02  # tau: 8 mm at 0.4 m/unit (thin ears survive a few mm of view disagreement)
     min_confidence: float = 0.3  # pixels below this vote nothing
     min_weight: float = 0.5  # a voxel needs this much summed confidence to leave the hull's value
     max_size: int = 256  # views larger than this are integrated at this size

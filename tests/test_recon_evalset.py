@@ -294,7 +294,7 @@ def test_metrics_concentric_spheres_inflation_and_visibility_crop():
         return f[(v[f][:, :, 1] > y).all(1)]
 
     whole = evaluate_surface(v, cut(low - 0.02), v, f, top_view, 1000.0, labeller=_band_labels, count=20_000,
-                             cap_band_mm=0.0)
+                             cap_band_mm=0.0, crop="framed")
     assert whole["visible_y_min"] == pytest.approx(low, abs=0.002)
     assert whole["gt_visible_fraction"] == pytest.approx((R - h) / (2 * R), abs=0.01)
     assert whole["recall@2.5mm"] > 0.999 and whole["precision@2.5mm"] > 0.999 and whole["rec_below_dropped"] > 0
@@ -308,7 +308,7 @@ def test_metrics_concentric_spheres_inflation_and_visibility_crop():
     assert visible_mask(pts, top_view).mean() == pytest.approx((R - h) / (2 * R), abs=0.01)
     assert visible_mask(pts, front).all() and not (seen & ~exact).any() and (seen == exact).mean() > 0.95
     short = evaluate_surface(v, cut(low + 0.03), v, f, top_view, 1000.0, labeller=_band_labels, count=20_000,
-                             cap_band_mm=0.0)
+                             cap_band_mm=0.0, crop="framed")
     assert short["recall@5mm"] < 0.9  # 30 mm of the framed surface missing
     assert short["precision@2.5mm"] > 0.999
 
@@ -328,8 +328,10 @@ def test_a_neck_cut_10mm_above_the_visible_neck_loses_completeness(heads):
 
     full_v, full_f = recon(y_vis - 0.03)  # cut 12 mm below what the views show: a complete recon
     high_v, high_f = recon(y_vis + 10.0 / MM)  # cut 10 mm above it
-    good = evaluate_surface(full_v, full_f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000)
-    bad = evaluate_surface(high_v, high_f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000)
+    good = evaluate_surface(full_v, full_f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000,
+                            crop="framed")
+    bad = evaluate_surface(high_v, high_f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000,
+                           crop="framed")
     gn, bn = good["regions"]["neck"], bad["regions"]["neck"]
     assert gn["recall@2.5mm"] > 0.99 and gn["recall@5mm"] > 0.995 and good["rec_cap_dropped"] > 0
     # the visible neck surface more than 5 mm below the cut is lost: that share of the neck's GT samples
@@ -347,3 +349,32 @@ def test_a_neck_cut_10mm_above_the_visible_neck_loses_completeness(heads):
     # the earlier metric, cropped at the recon's own neck plane, cannot see it
     old = surface_metrics(high_v, high_f, h.vertices, h.faces, MM, y_cut, count=20_000)
     assert old["regions"]["neck"]["fscore@5mm"] > 0.99
+
+
+def test_shown_crop_ends_each_side_of_the_neck_where_the_views_stop_showing_it(heads):
+    """The bar's crop: a long neck counts down to where some view shows it, side by side, not to where a
+    view looking down past its front merely frames its back; and a recon that stops there loses nothing."""
+    h = heads["cleo"]
+    P = _person("cleo")
+    views = _views()
+    centre = np.array(h.info["centre_m"])
+    shown = evaluate_surface(h.vertices, h.faces, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000)
+    framed = evaluate_surface(h.vertices, h.faces, h.vertices, h.faces, views, MM, labeller=h.regions,
+                              count=30_000, crop="framed", report_seen=False)
+    assert shown["crop"] == "shown" and framed["crop"] == "framed"
+    # the +20 deg views frame the back of the neck far below anything a camera shows of it
+    assert framed["visible_y_min"] < shown["visible_y_min"] - 20.0 / MM
+    assert shown["gt_visible_fraction"] < framed["gt_visible_fraction"]
+    for m in (shown, framed):  # the GT against itself is perfect under either crop
+        assert m["fscore@2.5mm"] > 0.999 and m["chamfer_l1_mm"] < 0.05
+
+    # a recon whose flat neck cut is where the views stop showing the neck on its lowest side
+    cut_m = shown["visible_y_min"] * 0.4 + centre[1]
+    v, f = mesh_sdf(lambda q: np.maximum(person_sdf(q, P), cut_m - q[:, 1]), (-0.13, -0.36, -0.19),
+                    (0.13, 0.16, 0.17), 0.0025)
+    v, f = (v - centre) / 0.4, (f[:, ::-1] if _volume(v, f) < 0 else f)
+    ok = evaluate_surface(v, f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000)
+    strict = evaluate_surface(v, f, h.vertices, h.faces, views, MM, labeller=h.regions, count=30_000, crop="framed",
+                              report_seen=False)
+    assert ok["regions"]["neck"]["recall@5mm"] > 0.97
+    assert strict["regions"]["neck"]["recall@5mm"] < ok["regions"]["neck"]["recall@5mm"] - 0.05
