@@ -40,16 +40,7 @@ NECK_PLANE_REGIONS = ("face", "back", "crown", "neck")  # surface_metrics / regi
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Area-uniform samples (count, 3) with their face normals."""
-    rng = np.random.default_rng(seed)
-    tri = vertices[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area = np.linalg.norm(cross, axis=1)
-    fidx = rng.choice(len(faces), size=count, p=area / area.sum())
-    r1 = np.sqrt(rng.random(count))
-    r2 = rng.random(count)
-    t = tri[fidx]
-    pts = (1 - r1)[:, None] * t[:, 0] + (r1 * (1 - r2))[:, None] * t[:, 1] + (r1 * r2)[:, None] * t[:, 2]
-    normals = cross[fidx] / np.maximum(area[fidx], 1e-20)[:, None]
+    pts, normals, _ = _sample_faces(vertices, faces, count, seed)
     return pts, normals
 
 
