@@ -16,7 +16,13 @@ from recon.conventions import ConventionReport, apply_conventions, check_convent
 from recon.errors import DegenerateResultError, ViewSetInputError
 from recon.fusion import FusionConfig, refine
 from recon.hull import extract_surface, hull_grid, largest_component, simplify
-from recon.mesh_ops import edge_manifold_report, face_normals, repair_self_intersections, self_intersections
+from recon.mesh_ops import (
+    edge_manifold_report,
+    face_normals,
+    repair_self_intersections,
+    self_intersections,
+    taubin_smooth,
+)
 from recon.metrics import psnr
 from recon.raster import TorchRasterizer, rasterize_views
 from recon.selfcheck import SelfCheckConfig, self_check
@@ -35,6 +41,7 @@ class ReconConfig:
     hull_voxel: float = 0.006
     neck_margin: float = 0.0
     target_faces: int = 30_000
+    smooth_iterations: int = 3  # Taubin lambda|mu passes after fusion (ripple from inconsistent views)
     conventions: str = "correct"  # "correct" (fix + warn) | "refuse" | "trust" (skip the check)
     check_self_intersections: bool = True
     volume: VolumeConfig = field(default_factory=VolumeConfig)
@@ -204,11 +211,12 @@ def reconstruct(
         x = refine(torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev), cams, normals,
                    masks_np, grid.y_cut, cfg.fusion, progress=lambda r, _info: tick(r))
     vertices = x.cpu().numpy().astype(np.float64)
+    cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
+    vertices = taubin_smooth(vertices, f, cfg.smooth_iterations, fixed=cap)
     stamp("normal_fusion")
     repair_rounds = 0
     if cfg.check_self_intersections:
         log("mesh check: self-intersections (folds are smoothed or reverted to the fused mesh)")
-        cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
         vertices, repair_rounds = repair_self_intersections(vertices, f, cap, reference=v.astype(np.float64))
     mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)
     mesh_report["repair_rounds"] = repair_rounds
