@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +28,7 @@ import torch
 from smr_core import keymaps
 from smr_core.errors import CheckpointError
 from smr_core.weights import MANIFEST, WEIGHT_FILE_NAMES, WeightsLayout, find_weights
-from spin_io.atomic import replace_dir
+from spin_io.atomic import make_temp_dir, replace_dir
 
 MANIFEST_FORMAT = "spin-to-mesh/spinmeround-weights"
 MANIFEST_VERSION = 1
@@ -488,7 +487,7 @@ def convert_weights(
     step(CONVERT_STAGES[0])
     raw = load_raw(layout, use_ema)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dst.name}-", dir=dst.parent))
+    tmp = make_temp_dir(dst)
     try:
         step(CONVERT_STAGES[1])
         raw.unet.save_pretrained(tmp / "unet", safe_serialization=True)

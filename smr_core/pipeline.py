@@ -46,7 +46,7 @@ from smr_core.cameras import (
 )
 from smr_core.errors import InputError, WeightsNotFoundError
 from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes, unit_normals, white_background_mask
-from spin_io.atomic import replace_dir
+from spin_io.atomic import make_temp_dir, replace_dir
 
 if TYPE_CHECKING:
     from smr_core.speed import FastPath
@@ -668,7 +668,7 @@ def _generate_and_write(
     vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
     validate_viewset(vs, str(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)
     try:
         atomic_write_json(tmp / "report.json", report)
         write_viewset(tmp, vs)

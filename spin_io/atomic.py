@@ -1,7 +1,9 @@
 """Atomic writes: write to a temporary sibling, fsync, then rename over the target.
 
 A crash (or Ctrl-C) mid-write leaves at most a `.tmp-*` file, never a half-written result under
-the final name that a later run could mistake for a finished one.
+the final name that a later run could mistake for a finished one. Results follow the user's umask
+(0644 files and 0755 folders under umask 022): mkstemp/mkdtemp create their temporaries 0600/0700,
+which on a shared render farm would hide every head from everybody else.
 """
 
 from __future__ import annotations
@@ -16,6 +18,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a temporary made by mkstemp/mkdtemp the mode a plain open()/mkdir() would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def make_temp_dir(final: str | os.PathLike[str]) -> Path:
+    """An empty `.tmp-*` sibling folder of `final` (for an atomic swap), with the umask's permissions."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    follow_umask(tmp, directory=True)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -34,6 +63,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        follow_umask(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -96,9 +126,7 @@ def replace_dir(tmp: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary sibling of `final`; on success it replaces `final`, on error it is removed."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp = make_temp_dir(final)
     try:
         yield tmp
         replace_dir(tmp, final)

@@ -29,7 +29,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -355,11 +354,10 @@ def _cached_mesh(key: dict, build) -> tuple[np.ndarray, np.ndarray]:
             pass  # a damaged file: rebuild it
     v, f = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, vertices=v, faces=f)
-        os.replace(tmp, path)
+        from spin_io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            np.savez(tmp, vertices=v, faces=f)
     except OSError:
         pass  # a read-only home: the head is just not cached
     return v, f

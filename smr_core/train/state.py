@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from smr_core.train.errors import TrainingError
-from spin_io.atomic import atomic_path, atomic_write_json
+from spin_io.atomic import atomic_path, atomic_write_json, make_temp_dir
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -143,7 +143,6 @@ def export_weights(
     out_dir/spmr.safetensors: model.diffusion_model.* (raw), model_ema.* (EMA), first_stage_model.*;
     out_dir/models/encoder/: the (frozen) identity encoder. Assembled under a temporary name, then renamed.
     """
-    import tempfile
 
     from safetensors.torch import save_file
 
@@ -160,7 +159,7 @@ def export_weights(
         state[keymaps.EMA_PREFIX + "decay"] = torch.tensor(ema_decay)
         state[keymaps.EMA_PREFIX + "num_updates"] = torch.tensor(ema_updates, dtype=torch.int32)
     state = {k: v.contiguous() for k, v in state.items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)
     try:
         save_file(state, str(tmp / "spmr.safetensors"))
         text_encoder.save_pretrained(tmp / "models" / "encoder", safe_serialization=True)
