@@ -127,6 +127,18 @@ def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: 
     return np.stack([i[hits], j[hits]], 1)
 
 
+def _vertex_adjacency(faces: np.ndarray, n: int):
+    """Sparse 0/1 vertex adjacency (n, n) of a triangle mesh and each vertex's degree."""
+    from scipy import sparse
+
+    f = np.asarray(faces, np.int64)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    A = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    A.data[:] = 1.0
+    return A, np.asarray(A.sum(1)).ravel()
+
+
 def taubin_smooth(
     vertices: np.ndarray, faces: np.ndarray, iterations: int = 3, lam: float = 0.5, mu: float = -0.53,
     fixed: np.ndarray | None = None,
@@ -137,15 +149,9 @@ def taubin_smooth(
     the pair passes low frequencies (the head's shape) and damps the pixel-scale ripple that
     fusing several slightly inconsistent views leaves. `fixed` vertices (the neck plane) stay put.
     """
-    from scipy import sparse
-
     v = np.array(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    A = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
-    A.data[:] = 1.0
-    deg = np.maximum(np.asarray(A.sum(1)).ravel(), 1.0)[:, None]
+    A, deg = _vertex_adjacency(faces, len(v))
+    deg = np.maximum(deg, 1.0)[:, None]
     free = np.ones(len(v), bool) if fixed is None else ~fixed
     for _ in range(iterations):
         for w in (lam, mu):
@@ -168,16 +174,10 @@ def repair_self_intersections(
     neighbourhood goes back to `reference` (the crossing-free mesh fusion started from), in rings
     that grow until nothing crosses.
     """
-    from scipy import sparse
-
     v = np.array(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     fixed = np.zeros(len(v), bool) if fixed is None else fixed
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    A = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(v), len(v)))
-    A.data[:] = 1.0
-    deg = np.asarray(A.sum(1)).ravel()
+    A, deg = _vertex_adjacency(f, len(v))
 
     def neighbourhood(pairs: np.ndarray, rings: int) -> np.ndarray:
         sel = np.zeros(len(v), bool)
