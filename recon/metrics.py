@@ -57,6 +57,26 @@ def region_labels(points: np.ndarray, y_min: float, y_max: float) -> np.ndarray:
     return labels
 
 
+def _scores(
+    d_rg: np.ndarray, d_gr: np.ndarray, nc_rg: np.ndarray, nc_gr: np.ndarray, thresholds_mm: tuple[float, ...]
+) -> dict:
+    """Chamfer, accuracy, completeness, normal consistency and precision/recall/F per threshold from
+    recon->GT distances d_rg and GT->recon distances d_gr (mm) and the matching |<n, n'>| values."""
+    out = {
+        "chamfer_l1_mm": float(0.5 * (d_rg.mean() + d_gr.mean())),
+        "chamfer_l2_mm2": float(0.5 * ((d_rg**2).mean() + (d_gr**2).mean())),
+        "accuracy_mm": float(d_rg.mean()),
+        "completeness_mm": float(d_gr.mean()),
+        "normal_consistency": float(0.5 * (nc_rg.mean() + nc_gr.mean())),
+    }
+    for t in thresholds_mm:
+        prec, rec = float((d_rg < t).mean()), float((d_gr < t).mean())
+        out[f"precision@{t:g}mm"] = prec
+        out[f"recall@{t:g}mm"] = rec
+        out[f"fscore@{t:g}mm"] = _fscore(prec, rec)
+    return out
+
+
 def _fscore(precision: float, recall: float) -> float:
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
@@ -101,16 +121,8 @@ def surface_metrics(
     def block(mr: np.ndarray, mg: np.ndarray) -> dict:
         if not mr.any() or not mg.any():
             return {}
-        out = {
-            "chamfer_l1_mm": float(0.5 * (d_rg[mr].mean() + d_gr[mg].mean())),
-            "chamfer_l2_mm2": float(0.5 * ((d_rg[mr] ** 2).mean() + (d_gr[mg] ** 2).mean())),
-            "accuracy_mm": float(d_rg[mr].mean()),
-            "completeness_mm": float(d_gr[mg].mean()),
-            "normal_consistency": float(0.5 * (nc_rg[mr].mean() + nc_gr[mg].mean())),
-        }
-        for t in thresholds_mm:
-            out[f"fscore@{t:g}mm"] = _fscore(float((d_rg[mr] < t).mean()), float((d_gr[mg] < t).mean()))
-        return out
+        out = _scores(d_rg[mr], d_gr[mg], nc_rg[mr], nc_gr[mg], thresholds_mm)
+        return {k: v for k, v in out.items() if not k.startswith(("precision@", "recall@"))}
 
     result = block(np.ones(len(rp), bool), np.ones(len(gp), bool))
     result["regions"] = {name: block(labels_r == k, labels_g == k) for k, name in enumerate(NECK_PLANE_REGIONS)}
@@ -414,22 +426,12 @@ def evaluate_surface(
     def block(mr: np.ndarray, mg: np.ndarray) -> dict:
         if not mr.any() or not mg.any():
             return {"gt_samples": int(mg.sum()), "rec_samples": int(mr.sum())}
-        out = {
-            "chamfer_l1_mm": float(0.5 * (d_rg[mr].mean() + d_gr[mg].mean())),
-            "chamfer_l2_mm2": float(0.5 * ((d_rg[mr] ** 2).mean() + (d_gr[mg] ** 2).mean())),
-            "accuracy_mm": float(d_rg[mr].mean()),
-            "completeness_mm": float(d_gr[mg].mean()),
-            "normal_consistency": float(0.5 * (nc_rg[mr].mean() + nc_gr[mg].mean())),
+        return {
+            **_scores(d_rg[mr], d_gr[mg], nc_rg[mr], nc_gr[mg], thresholds_mm),
             "signed_offset_mm": float(signed[mr].mean()),
             "gt_samples": int(mg.sum()),
             "rec_samples": int(mr.sum()),
         }
-        for t in thresholds_mm:
-            prec, rec = float((d_rg[mr] < t).mean()), float((d_gr[mg] < t).mean())
-            out[f"precision@{t:g}mm"] = prec
-            out[f"recall@{t:g}mm"] = rec
-            out[f"fscore@{t:g}mm"] = _fscore(prec, rec)
-        return out
 
     result = block(np.ones(len(rp_k), bool), np.ones(len(gp_k), bool))
     result["regions"] = {name: block(lab_r == k, lab_g == k) for k, name in enumerate(REGIONS)}
