@@ -2,7 +2,8 @@
 
 Each stage package contributes its own sub-commands through a `register(subparsers)` function in
 its `cli` module; this module only assembles them, runs the chosen one, and turns the packages'
-exceptions into one clear line on stderr and exit status 2 (1 is left for unexpected crashes).
+exceptions into one clear line on stderr and the error's documented exit code
+(`spin_io.errors.EXIT_CODES`; 1 is left for unexpected crashes, 130 for Ctrl-C).
 Heavy imports (torch, diffusers, prefect) happen inside the handlers, so `--help` is instant.
 """
 
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from flows.errors import user_error_types
+from spin_io.errors import EXIT_INTERRUPTED, exit_code_of
 
 # Modules that provide `register(subparsers)`; order = order in --help.
 _COMMAND_MODULES = (
@@ -55,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except user_error_types() as exc:
         print(f"spin-to-mesh {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         print(f"spin-to-mesh {args.command}: interrupted; finished outputs are intact", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
