@@ -37,7 +37,7 @@ echo "==> installing spin-to-mesh[$EXTRAS] (editable)"
 
 if command -v npm >/dev/null 2>&1; then
   echo "==> installing the Khronos glTF validator (npm, used by exporters.validate and the tests)"
-  npm install --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error   # package-lock.json: the exact validator build, integrity-checked
 else
   echo "==> npm not found: GLB validation (exporters.validate) is unavailable until Node.js + npm are installed"
 fi
