@@ -20,6 +20,7 @@ from exporters.errors import (
     TextureError,
     UVError,
 )
+from exporters.geometry import clean_faces
 from spin_io.errors import ContractError
 from spin_io.headmesh import HeadMesh, read_headmesh
 
@@ -39,6 +40,7 @@ class CleanMesh:
     metadata: dict[str, Any] = field(default_factory=dict)
     dropped_faces: int = 0
     dropped_vertices: int = 0
+    dropped_duplicate_faces: int = 0  # zero area by position, or on the same three points as another face
 
 
 def _check_image_file(path: Path, what: str) -> None:
@@ -94,7 +96,8 @@ def _check_texture(image: Any, what: str) -> np.ndarray:
 def check_headmesh(mesh: HeadMesh) -> CleanMesh:
     """Check a HeadMesh and return a cleaned copy, or raise the MeshInputError/TextureError that explains it.
 
-    Faces that repeat a corner (zero area by construction) and vertices no face uses are dropped
+    Faces that repeat a corner (zero area by construction), faces on coincident positions or on the same
+    three points as another face (exporters.geometry.clean_faces) and vertices no face uses are dropped
     and counted (the report says how many); anything else that is wrong is an error.
     """
     v = np.asarray(mesh.vertices)
@@ -146,6 +149,10 @@ def check_headmesh(mesh: HeadMesh) -> CleanMesh:
     kept = f[~repeated]
     if kept.shape[0] == 0:
         raise EmptyMeshError(f"all {f.shape[0]} faces repeat a vertex (zero area); the mesh has no surface")
+    # faces on coincident positions (seam copies) and back-to-back duplicates: Blender deletes them on import
+    kept = kept[clean_faces(np.asarray(v, np.float32), kept)]
+    if kept.shape[0] == 0:
+        raise EmptyMeshError(f"all {f.shape[0]} faces have zero area or repeat another face; the mesh has no surface")
     used = np.zeros(v.shape[0], bool)
     used[kept.ravel()] = True
     remap = np.cumsum(used) - 1
@@ -158,4 +165,5 @@ def check_headmesh(mesh: HeadMesh) -> CleanMesh:
         metadata=dict(mesh.metadata or {}),
         dropped_faces=int(repeated.sum()),
         dropped_vertices=int((~used).sum()),
+        dropped_duplicate_faces=int((~repeated).sum() - kept.shape[0]),
     )

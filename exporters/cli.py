@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from exporters.config import DEFAULT_LOD_BUDGETS
+from exporters.config import DEFAULT_LOD_BUDGETS, MOBILE_TEXTURE_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,8 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write ASSET_DIR/head.glb (LOD0), head_lod1.glb, head_lod2.glb, preview.png and report.json "
             "from a HeadMesh folder (head.npz + albedo.png [+ normal_map.png]). Each decimated LOD gets a "
-            "tangent-space normal map baked from the full-resolution mesh. Nothing is written if the "
-            "input is invalid; report.json is written last and marks a complete asset."
+            "tangent-space normal map baked from the full-resolution mesh; each LOD's textures are half the "
+            "previous LOD's side. A head made from synthetic views is labelled as such in preview.png, "
+            "report.json and every GLB. Nothing is written if the input is invalid; report.json is written "
+            "last and marks a complete asset."
         ),
     )
     parser.add_argument("mesh_dir", metavar="MESH_DIR", help="HeadMesh folder written by `spin-to-mesh recon`")
@@ -29,7 +32,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N0,N1,...",
         help="maximum triangles per LOD, LOD0 first (default %(default)s)",
     )
-    parser.add_argument("--texture-size", type=int, default=None, metavar="N", help="resize textures to N x N")
+    parser.add_argument(
+        "--max-texture-size",
+        dest="max_texture_size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "LOD0's largest texture side in pixels (scaled down to fit, never up; default: the HeadMesh's size); "
+            f"each later LOD's textures are half the previous LOD's, LOD2 onward at most {MOBILE_TEXTURE_SIZE}"
+        ),
+    )
+    # the option's name before the vocabulary was settled; kept so old scripts run
+    parser.add_argument("--texture-size", dest="max_texture_size", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--no-normal-maps",
         action="store_true",
@@ -40,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="size of the baked normal maps, N x N (default: half the albedo size, at least 256)",
+        help=(
+            "size of the first decimated LOD's baked normal map, N x N (default: half the albedo size, at least 256); "
+            "each later LOD's is half the previous one's"
+        ),
     )
     parser.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
     parser.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator run")
@@ -54,7 +72,7 @@ def _handle(args: argparse.Namespace) -> int:
     config = ExportConfig(
         roughness=args.roughness,
         lod_budgets=parse_lod_budgets(args.lod_budgets),
-        texture_size=args.texture_size,
+        max_texture_size=args.max_texture_size,
         preview=not args.no_preview,
         validate=not args.no_validate,
         overwrite=args.overwrite,
@@ -63,6 +81,8 @@ def _handle(args: argparse.Namespace) -> int:
     )
     result = export_asset(args.mesh_dir, args.output, config, progress=True)
     report = result.report
+    if report.get("synthetic"):
+        print(f"warning: {report['warning']} (labelled in preview.png, report.json and every GLB)", file=sys.stderr)
     for lod in report["lods"]:
         normal = lod["normal_map"]
         print(

@@ -9,6 +9,8 @@ from exporters.errors import ExportConfigError
 
 DEFAULT_LOD_BUDGETS = (25_000, 7_000, 2_500)
 MAX_TEXTURE_SIZE = 16_384
+# LOD2 and later are for distance and phones: their textures never exceed this side.
+MOBILE_TEXTURE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -16,17 +18,23 @@ class ExportConfig:
     """What the exporter writes. Defaults give a game-ready head with three LODs and a preview.
 
     lod_budgets: maximum triangle count per LOD file, LOD0 first (head.glb, head_lod1.glb, ...).
-    texture_size: resize the baseColor (and normal) texture to N x N; None keeps the source size.
+    max_texture_size: LOD0's largest texture side (the albedo is scaled down to fit, never up); None keeps
+        the source size. Every later LOD's textures are at most half the previous LOD's (lod_texture_sizes),
+        and LOD2 onward at most MOBILE_TEXTURE_SIZE, because a far-away LOD shows fewer texels.
+    texture_size: the old name of max_texture_size (kept for callers written before it was renamed).
     validate: run the Khronos glTF validator on every written GLB when Node.js + the package exist.
     normal_maps: bake a tangent-space normal map from the full-resolution mesh into every decimated LOD
         (exporters/normalbake.py), so low-poly LODs keep the source's shading detail. An undecimated LOD
         needs none (it *is* the source) and keeps the HeadMesh's own normal map, if any.
-    normal_map_size: N x N size of the baked maps; None: half the (exported) albedo size, at least 256,
-        and at least the HeadMesh's own normal map size when it has one (so its detail survives the bake).
+    normal_map_size: N x N size of the first LOD's baked map; each later LOD's normal map is half the
+        previous one's. None: half LOD0's albedo size, at least 256, and at least the HeadMesh's own normal
+        map size when it has one (so its detail survives the bake), but never more than half a normal map
+        the previous LOD embeds.
     """
 
     roughness: float = 0.7
     lod_budgets: tuple[int, ...] = DEFAULT_LOD_BUDGETS
+    max_texture_size: int | None = None
     texture_size: int | None = None
     preview: bool = True
     preview_views: int = 8
@@ -50,8 +58,19 @@ class ExportConfig:
         if any(b > a for a, b in zip(budgets, budgets[1:], strict=False)):
             raise ExportConfigError(f"LOD budgets must not increase from LOD0 to the last LOD, got {list(budgets)}")
         object.__setattr__(self, "lod_budgets", budgets)
-        if self.texture_size is not None and not 16 <= self.texture_size <= MAX_TEXTURE_SIZE:
-            raise ExportConfigError(f"texture size must be in [16, {MAX_TEXTURE_SIZE}] pixels, got {self.texture_size}")
+        if self.texture_size is not None and self.max_texture_size is None:
+            object.__setattr__(self, "max_texture_size", self.texture_size)
+        elif self.texture_size is not None and self.texture_size != self.max_texture_size:
+            raise ExportConfigError(
+                f"texture_size ({self.texture_size}) is the old name of max_texture_size ({self.max_texture_size}); "
+                "give only max_texture_size"
+            )
+        size = self.max_texture_size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= MAX_TEXTURE_SIZE
+        ):
+            raise ExportConfigError(f"texture size must be an integer in [16, {MAX_TEXTURE_SIZE}] pixels, got {size!r}")
+        object.__setattr__(self, "texture_size", size)
         if self.normal_map_size is not None and (
             isinstance(self.normal_map_size, bool)
             or not isinstance(self.normal_map_size, int)
@@ -73,6 +92,18 @@ def default_normal_map_size(albedo_size: int, source_normal_map_size: int | None
     if source_normal_map_size is not None:
         size = max(size, source_normal_map_size)
     return min(size, MAX_TEXTURE_SIZE)
+
+
+def lod_texture_sizes(lod0_size: int, levels: int) -> list[int]:
+    """Texture side per LOD: LOD0's as given, then at most half the previous LOD's, and LOD2 onward at most
+    MOBILE_TEXTURE_SIZE, so a LOD that is only seen small does not carry (and download) full-size textures."""
+    sizes = [int(lod0_size)]
+    for level in range(1, levels):
+        size = max(1, sizes[-1] // 2)
+        if level >= 2:
+            size = min(size, MOBILE_TEXTURE_SIZE)
+        sizes.append(size)
+    return sizes
 
 
 def parse_lod_budgets(text: str) -> tuple[int, ...]:

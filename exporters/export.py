@@ -6,6 +6,12 @@ so a HeadMesh's own normal map goes, as is, only into undecimated LODs; decimate
 of the source's normal-mapped shading normals instead. With normal_maps off, the HeadMesh's map (if
 any) is shared by every LOD as before (approximate on decimated LODs).
 
+Textures are sized per LOD (config.lod_texture_sizes): LOD0 keeps the HeadMesh's albedo (at most
+--max-texture-size), each later LOD gets at most half the previous LOD's side, so a far LOD does not
+carry the full-size atlas. A HeadMesh whose provenance says its views were synthetic (a procedural
+stand-in, not the photo) is labelled as such in every output: a banner across preview.png, top-level
+"synthetic"/"warning" in report.json, and the GLB's asset.generator, asset.extras and node name.
+
 Everything that can fail on bad input (settings, output folder, mesh, textures) is checked
 before the first byte is written. Each file is written atomically, and report.json is written
 last: an asset folder without report.json is incomplete (an overwrite removes the old report first).
@@ -13,7 +19,6 @@ last: an asset folder without report.json is incomplete (an overwrite removes th
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import io
@@ -27,15 +32,21 @@ from typing import Any
 import numpy as np
 
 from exporters.checks import CleanMesh, check_headmesh, load_mesh_dir
-from exporters.config import ExportConfig, default_normal_map_size, lod_filename
+from exporters.config import (
+    MOBILE_TEXTURE_SIZE,
+    ExportConfig,
+    default_normal_map_size,
+    lod_filename,
+    lod_texture_sizes,
+)
 from exporters.errors import ExportError, OutputExistsError, ValidationFailedError
 from exporters.geometry import vertex_normals
 from exporters.glb import Material, Primitive, build_glb, uv_to_gltf
-from exporters.lod import LodMesh, build_lods
+from exporters.lod import LodMesh, build_lods, clean_lod
 from exporters.normalbake import NormalBaker, shading_frames
 from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
 from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
-from spin_io.headmesh import HeadMesh
+from spin_io.headmesh import HeadMesh, head_provenance
 
 REPORT_SCHEMA_VERSION = 1
 GENERATOR = "spin-to-mesh"
@@ -81,12 +92,16 @@ def _encode_png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _resize(image: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or image.shape[:2] == (size, size):
+def _fit(image: np.ndarray, size: int | None) -> np.ndarray:
+    """Scale an image down (never up) so its longer side is at most `size`, keeping its aspect ratio."""
+    height, width = image.shape[:2]
+    if size is None or max(height, width) <= size:
         return image
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+    scale = size / max(height, width)
+    shape = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(shape, Image.Resampling.LANCZOS))
 
 
 def _check_output(asset_dir: Path, overwrite: bool) -> None:
@@ -189,16 +204,24 @@ def export_asset(
             vertices=int(len(head.vertices)),
             triangles=int(len(head.faces)),
             dropped_degenerate_faces=mesh.dropped_faces,
+            dropped_duplicate_faces=mesh.dropped_duplicate_faces,
             dropped_unused_vertices=mesh.dropped_vertices,
             metadata=_json_safe(mesh.metadata),
         )
-        albedo = _resize(mesh.albedo, config.texture_size)
-        normal_map = None if mesh.normal_map is None else _resize(mesh.normal_map, config.texture_size)
+        provenance_raw = head_provenance(mesh.metadata)
+        synthetic = bool(provenance_raw["synthetic"])
+        warning = str(provenance_raw.get("warning", "")) if synthetic else None
+        provenance = _json_safe(provenance_raw)
+        albedo = _fit(mesh.albedo, config.max_texture_size)
+        normal_map = None if mesh.normal_map is None else _fit(mesh.normal_map, config.max_texture_size)
         stage_done("read", t0)
 
         # 2. Levels of detail.
         t0 = time.perf_counter()
-        lods = build_lods(mesh, config.lod_budgets)
+        # clean_lod: the last guard, so each file has exactly the triangles the report counts
+        lods = [clean_lod(lod) for lod in build_lods(mesh, config.lod_budgets)]
+        texture_sizes = lod_texture_sizes(max(albedo.shape[:2]), len(lods))
+        albedos = [albedo] + [_fit(albedo, size) for size in texture_sizes[1:]]
         stage_done("lods", t0)
 
         # 3. Normal maps: one per LOD (baked for decimated LODs), PNG-encoded once each.
@@ -210,13 +233,13 @@ def export_asset(
             lod_normals = _lod_normal_maps(mesh, lods, normal_map, normal_size)
             stage_done("normal_maps", t0)
         else:
-            shared = None if normal_map is None else _encoded_normal_map(normal_map, "headmesh")
-            lod_normals = [None if shared is None else dict(shared) for _ in lods]
+            lod_normals = _shared_normal_maps(normal_map, len(lods))
 
-        # 4. GLB bytes (albedo encoded once, shared by every LOD; one material per LOD for its normal map).
+        # 4. GLB bytes (one material per LOD: its own albedo and normal map sizes).
         t0 = time.perf_counter()
-        material = Material(base_color_png=_encode_png(albedo), roughness=float(config.roughness))
+        albedo_pngs = [_encode_png(image) for image in albedos]
         version = _generator_version()
+        generator = f"{GENERATOR} {version}" + (" (SYNTHETIC head, not from the photo)" if synthetic else "")
         glbs: list[bytes] = []
         lod_entries: list[dict[str, Any]] = []
         for level, lod in enumerate(lods):
@@ -231,14 +254,17 @@ def export_asset(
                 "axes": "+Y up, face toward +Z",
                 "lod": level,
                 "triangle_budget": lod.budget,
+                "synthetic": synthetic,
+                **({"warning": warning, "provenance": provenance} if synthetic else {}),
             }
+            name = "head" if level == 0 else f"head_lod{level}"
             data = build_glb(
                 prims,
-                dataclasses.replace(material, normal_png=normal_png),
-                mesh_name="head" if level == 0 else f"head_lod{level}",
+                Material(base_color_png=albedo_pngs[level], roughness=float(config.roughness), normal_png=normal_png),
+                mesh_name=f"{name}_SYNTHETIC" if synthetic else name,
                 asset_extras=extras,
-                node_extras={"lod": level},
-                generator=f"{GENERATOR} {version}",
+                node_extras={"lod": level, "synthetic": synthetic},
+                generator=generator,
             )
             glbs.append(data)
             lod_entries.append(
@@ -252,6 +278,11 @@ def export_asset(
                     "primitives": len(prims),
                     "max_primitive_vertices": int(max(len(p.positions) for p in prims)),
                     "bounding_box_m": _bbox(lod.vertices),
+                    "albedo": {
+                        "width": int(albedos[level].shape[1]),
+                        "height": int(albedos[level].shape[0]),
+                        "bytes": len(albedo_pngs[level]),
+                    },
                     "normal_map": normal_entry,
                     "bytes": len(data),
                     "sha256": _sha256(data),
@@ -263,6 +294,10 @@ def export_asset(
         if config.preview:
             t0 = time.perf_counter()
             preview_image = _render_preview(lods[0], albedo, config)
+            if synthetic:
+                from exporters.preview import label_synthetic
+
+                preview_image = label_synthetic(preview_image, config.preview_tile)
             stage_done("preview", t0)
 
         # 5. Write: invalidate an old report first, then files, report last.
@@ -303,12 +338,18 @@ def export_asset(
             "generator_version": version,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "complete": True,
+            # top level on purpose: a synthetic head (views not made from the photo) must not pass for a real one
+            "synthetic": synthetic,
+            **({"warning": warning} if synthetic else {}),
+            "provenance": provenance,
             "source": source_info,
             "settings": {
                 "roughness": config.roughness,
                 "metallic": 0.0,
                 "lod_budgets": list(config.lod_budgets),
-                "texture_size": config.texture_size,
+                "max_texture_size": config.max_texture_size,
+                "texture_size": config.max_texture_size,  # the old name, for readers written before the rename
+                "lod_texture_sizes": texture_sizes,
                 "preview": config.preview,
                 "validate": config.validate,
                 "normal_maps": config.normal_maps,
@@ -317,11 +358,12 @@ def export_asset(
             "units": "metres",
             "axes": "glTF: +Y up, face toward +Z, right-handed",
             "bounding_box_m": lod_entries[0]["bounding_box_m"],
+            # LOD0's albedo; each LOD's own albedo is in lods[i]["albedo"]
             "texture": {
                 "width": int(albedo.shape[1]),
                 "height": int(albedo.shape[0]),
                 "format": "image/png",
-                "bytes": len(material.base_color_png),
+                "bytes": len(albedo_pngs[0]),
                 # The HeadMesh's own normal map; each LOD's embedded map is in lods[i]["normal_map"].
                 "normal_map": normal_map is not None,
                 "normal_map_bytes": _headmesh_normal_bytes(lod_normals),
@@ -350,25 +392,54 @@ def _encoded_normal_map(image: np.ndarray, origin: str) -> dict[str, Any]:
     return {"origin": origin, "width": int(width), "height": int(height), "bytes": len(png), "png": png}
 
 
+def _next_normal_size(level: int, previous: int | None, first: int) -> int:
+    """A LOD's normal-map side: `first` for the first map, then at most half the previous LOD's map;
+    LOD2 onward also at most MOBILE_TEXTURE_SIZE."""
+    size = first if previous is None else min(first, max(1, previous // 2))
+    return min(size, MOBILE_TEXTURE_SIZE) if level >= 2 else size
+
+
+def _shared_normal_maps(normal_map: np.ndarray | None, levels: int) -> list[dict[str, Any] | None]:
+    """normal_maps off: the HeadMesh's map (if any) in every LOD, halved per LOD like the albedo."""
+    if normal_map is None:
+        return [None] * levels
+    out: list[dict[str, Any] | None] = []
+    previous: int | None = None
+    for level in range(levels):
+        size = _next_normal_size(level, previous, max(normal_map.shape[:2]))
+        out.append(_encoded_normal_map(_fit(normal_map, size), "headmesh"))
+        previous = size
+    return out
+
+
 def _lod_normal_maps(
     mesh: CleanMesh, lods: list[LodMesh], normal_map: np.ndarray | None, size: int
 ) -> list[dict[str, Any] | None]:
     """Per LOD: the HeadMesh's map (undecimated LOD), a bake from the full mesh (decimated LOD), or None.
 
-    An undecimated LOD without a HeadMesh map needs none: baking it would give a flat map.
+    An undecimated LOD without a HeadMesh map needs none: baking it would give a flat map. `size` is the
+    first baked map's side; each map is at most half the previous LOD's (_next_normal_size).
     """
-    baker: NormalBaker | None = None
-    shared: dict[str, Any] | None = None
+    bakers: dict[int, NormalBaker] = {}
     out: list[dict[str, Any] | None] = []
-    for lod in lods:
+    previous: int | None = None
+    for level, lod in enumerate(lods):
         if not lod.decimated:
-            if normal_map is not None and shared is None:
-                shared = _encoded_normal_map(normal_map, "headmesh")
-            out.append(None if shared is None else dict(shared))
+            if normal_map is None:
+                out.append(None)
+                continue
+            side = _next_normal_size(level, previous, max(normal_map.shape[:2]))
+            out.append(_encoded_normal_map(_fit(normal_map, side), "headmesh"))
+            previous = side
             continue
-        if baker is None:
-            baker = NormalBaker(mesh.vertices, mesh.faces, mesh.uv, size, source_normal_map=normal_map)
-        out.append(_encoded_normal_map(baker.bake(lod), "baked"))
+        side = _next_normal_size(level, previous, size)
+        if side not in bakers:
+            lookup = next(iter(bakers.values())).lookup if bakers else None
+            bakers[side] = NormalBaker(
+                mesh.vertices, mesh.faces, mesh.uv, side, source_normal_map=normal_map, lookup=lookup
+            )
+        out.append(_encoded_normal_map(bakers[side].bake(lod), "baked"))
+        previous = side
     return out
 
 

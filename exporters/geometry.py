@@ -142,3 +142,72 @@ def closest_points_on_triangles(points: np.ndarray, triangles: np.ndarray) -> tu
         best_d = np.where(better, d, best_d)
         best_bary = np.where(better[:, None], edge_bary, best_bary)
     return best_d, best_bary
+
+
+def _winding_key(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted corner ids per face, +1/-1 winding relative to the sorted order)."""
+    order = np.argsort(faces, axis=1, kind="stable")
+    # an even permutation of the sorted corners keeps the winding, an odd one flips it
+    even = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1]])
+    is_even = (order[:, None, :] == even[None]).all(axis=2).any(axis=1)
+    return np.take_along_axis(faces, order, axis=1), np.where(is_even, 1, -1)
+
+
+def clean_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Indices of the faces to keep: no zero-area corner repeats and no two faces on the same three positions.
+
+    Works on positions, not indices, because that is what a glTF reader (and Blender, which deletes such
+    faces on import) sees: UV-seam copies of a vertex are one point. Plain copies (same winding) keep one.
+    Of a back-to-back pair, the face whose edges continue the surrounding surface (neighbours run them the
+    other way) survives; a pair that nothing orients - a zero-volume fin or pillow, which renders as a
+    spike - is dropped entirely.
+    """
+    faces = np.asarray(faces, np.int64)
+    if len(faces) == 0:
+        return np.zeros(0, np.int64)
+    _, pid = weld(vertices)
+    f = pid[faces]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
+    keep = np.flatnonzero(ok)
+    f = f[keep]
+    key, winding = _winding_key(f)
+    _, group, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    shared = counts[group] > 1
+    if not shared.any():
+        return keep
+    n = int(pid.max()) + 1
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    codes, edge_counts = np.unique(directed[:, 0] * n + directed[:, 1], return_counts=True)
+
+    def uses(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        code = a * n + b
+        at = np.clip(np.searchsorted(codes, code), 0, len(codes) - 1)
+        return np.where(codes[at] == code, edge_counts[at], 0)
+
+    drop = np.zeros(len(f), bool)
+    for g in np.unique(group[shared]):
+        members = np.flatnonzero(group == g)
+        tri = f[members[0]]
+        signs = winding[members]
+        fwd, back = int((signs == signs[0]).sum()), int((signs != signs[0]).sum())
+        # directed-edge uses by faces outside the group: the group's own faces use each edge fwd/back times
+        a, b = tri, np.roll(tri, -1)
+        same = uses(a, b) - fwd
+        other = uses(b, a) - back
+        score = int((other - same).sum())  # > 0: the surroundings continue tri's winding (they run b -> a)
+        drop[members] = True
+        if back == 0 or score > 0:  # plain copies keep one; a pair keeps the side its surroundings agree with
+            drop[members[0]] = False
+        elif score < 0:
+            drop[members[signs != signs[0]][0]] = False
+    return keep[~drop]
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Drop the vertices no face uses; returns (vertices, faces, *arrays) with the same rows removed."""
+    faces = np.asarray(faces, np.int64)
+    used = np.zeros(len(vertices), bool)
+    used[faces.ravel()] = True
+    remap = np.cumsum(used) - 1
+    return (np.asarray(vertices)[used], remap[faces], *(np.asarray(a)[used] for a in arrays))

@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 from exporters.checks import CleanMesh
 from exporters.errors import ExportError
-from exporters.geometry import closest_points_on_triangles, weld
+from exporters.geometry import clean_faces, closest_points_on_triangles, compact, weld
 
 
 @dataclass
@@ -135,6 +135,9 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, budget: int) -> tuple[np.n
     for _ in range(8):
         p, f = fast_simplification.simplify(positions, welded_faces, target_count=target)
         p, f = _drop_degenerate(np.asarray(p), np.asarray(f))
+        # fast-simplification has no link-condition check: collapsing a thin part (an ear rim, the neck
+        # cap's edge) can leave back-to-back face pairs, zero-volume "pillows" that render as spikes.
+        p, f = compact(p, f[clean_faces(p, f)])
         if len(f) <= budget:
             return p, f
         target = max(1, target - (len(f) - budget) - 1)
@@ -170,6 +173,22 @@ def transfer_uvs(
     )
 
 
+def clean_lod(lod: LodMesh) -> LodMesh:
+    """The LOD without zero-area or back-to-back duplicate faces (by float32 position, as a glTF reader
+    sees them) and without unused vertices: the last guard before writing, so the file has exactly the
+    triangles the report counts."""
+    vertices = np.asarray(lod.vertices, np.float32)
+    keep = clean_faces(vertices, lod.faces)
+    if len(keep) == len(lod.faces) and np.unique(lod.faces).size == len(vertices):
+        return lod
+    if len(keep) == 0:
+        raise ExportError(
+            f"the {lod.budget}-triangle LOD has no faces left after removing degenerate ones; raise its budget"
+        )
+    vertices, faces, uv = compact(vertices, np.asarray(lod.faces, np.int64)[keep], lod.uv)
+    return LodMesh(vertices, faces, uv, lod.budget, lod.decimated)
+
+
 def build_lods(mesh: CleanMesh, budgets: tuple[int, ...]) -> list[LodMesh]:
     """One LodMesh per budget, each decimated from the full-resolution source (not from the previous LOD)."""
     lods: list[LodMesh] = []
@@ -182,5 +201,5 @@ def build_lods(mesh: CleanMesh, budgets: tuple[int, ...]) -> list[LodMesh]:
             lookup = SurfaceLookup(mesh.vertices, mesh.faces, mesh.uv)
         positions, faces = decimate(mesh.vertices, mesh.faces, budget)
         vertices, faces, uv = transfer_uvs(lookup, positions, faces)
-        lods.append(LodMesh(vertices, faces, uv, budget, decimated=True))
+        lods.append(clean_lod(LodMesh(vertices, faces, uv, budget, decimated=True)))
     return lods

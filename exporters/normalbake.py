@@ -92,6 +92,7 @@ class NormalBaker:
         uv: np.ndarray,
         size: int,
         source_normal_map: np.ndarray | None = None,
+        lookup: SurfaceLookup | None = None,
     ) -> None:
         self.vertices = np.asarray(vertices, np.float32)
         self.faces = np.asarray(faces, np.int64)
@@ -102,7 +103,8 @@ class NormalBaker:
         # Per vertex: position, normal and, to apply the source's own map, its [T | B | N] frame.
         extra = [] if source_normal_map is None else [_tbn(normals, tangents)]
         self.attributes = np.concatenate([self.vertices, normals, *extra], axis=1)
-        self._lookup: SurfaceLookup | None = None
+        # the closest-point index of this source; bakers of other sizes can share it (it is size-free)
+        self._lookup: SurfaceLookup | None = lookup
 
         face_id, bary = rasterize(uv_to_pixels(self.uv, size), np.zeros(len(self.uv)), self.faces, size, size)
         face_id = face_id.reshape(-1)
@@ -122,13 +124,18 @@ class NormalBaker:
         t, b, n = _split_frame(at[:, 6:15])
         return _unit(t * x + b * y + n * z)
 
-    def closest_normals(self, points: np.ndarray) -> np.ndarray:
-        """Shading normal at the closest source surface point in 3D (any chart: normals are welded)."""
+    @property
+    def lookup(self) -> SurfaceLookup:
+        """The source's closest-point index, built on first use (pass it to a baker of another size)."""
         if self._lookup is None:
             self._lookup = SurfaceLookup(self.vertices, self.faces, self.uv)
-        face, bary = self._lookup.closest(points)
+        return self._lookup
+
+    def closest_normals(self, points: np.ndarray) -> np.ndarray:
+        """Shading normal at the closest source surface point in 3D (any chart: normals are welded)."""
+        face, bary = self.lookup.closest(points)
         at = _interpolate(self.attributes, self.faces[face], bary.astype(np.float32))
-        return self._shading(at, self._lookup.uv_at(face, bary))
+        return self._shading(at, self.lookup.uv_at(face, bary))
 
     def bake(self, lod: LodMesh, padding: int | None = None) -> np.ndarray:
         """The LOD's normal map (size, size, 3) uint8; see the module docstring.

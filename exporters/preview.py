@@ -107,3 +107,46 @@ def turntable_sheet(
             draw.text((c * tile + 6, r * tile + 4), f"yaw {yaw:g}", fill=(40, 40, 40))
         out = np.asarray(pil)
     return out
+
+
+SYNTHETIC_BANNER = "SYNTHETIC HEAD - not from the photo"  # ASCII: the bundled font has no em dash
+_BANNER_RED = (200, 16, 16)
+
+
+def _banner_font(height: int):  # -> ImageFont.FreeTypeFont | ImageFont.ImageFont
+    """A font about `height` px tall: Pillow's bundled scalable font where FreeType is available."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=height)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1, or built without FreeType
+        return ImageFont.load_default()
+
+
+def label_synthetic(sheet: np.ndarray, tile: int, text: str = SYNTHETIC_BANNER) -> np.ndarray:
+    """Add a red banner above the sheet, a red frame, and a tag on every `tile`-px tile, so that a synthetic
+    head (a procedural stand-in, not reconstructed from the photo) cannot pass for a result, even cropped."""
+    from PIL import Image, ImageDraw
+
+    height, width = sheet.shape[:2]
+    band = max(28, min(96, width // 16))
+    canvas = Image.new("RGB", (width, height + band), _BANNER_RED)
+    canvas.paste(Image.fromarray(sheet), (0, band))
+    draw = ImageDraw.Draw(canvas)
+    font = _banner_font(int(band * 0.6))
+    box = draw.textbbox((0, 0), text, font=font)
+    if box[2] - box[0] > width - 8:  # a narrow sheet: the short form
+        text = "SYNTHETIC HEAD"
+        box = draw.textbbox((0, 0), text, font=font)
+    x = (width - (box[2] - box[0])) // 2 - box[0]
+    draw.text((x, (band - (box[3] - box[1])) // 2 - box[1]), text, fill=(255, 255, 255), font=font)
+    frame = max(2, band // 12)
+    draw.rectangle((0, 0, width - 1, height + band - 1), outline=_BANNER_RED, width=frame)
+    tag_font = _banner_font(max(10, tile // 12))
+    for r in range(max(1, height // tile)):
+        for c in range(max(1, width // tile)):
+            x, y = c * tile + frame + 4, band + (r + 1) * tile - frame - 4
+            box = draw.textbbox((x, y), "SYNTHETIC", font=tag_font, anchor="ls")
+            draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=_BANNER_RED)
+            draw.text((x, y), "SYNTHETIC", fill=(255, 255, 255), font=tag_font, anchor="ls")
+    return np.asarray(canvas)

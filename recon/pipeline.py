@@ -267,7 +267,7 @@ def run_recon(
     views_dir: str | Path, mesh_dir: str | Path, cfg: ReconConfig | None = None, log=None, progress: bool = False
 ) -> Path:
     """Read a ViewSet folder, reconstruct, and write the HeadMesh folder (metres, glTF axes)."""
-    from spin_io.headmesh import HeadMesh, write_headmesh
+    from spin_io.headmesh import PROVENANCE_KEY, HeadMesh, provenance_from_generation, write_headmesh
     from spin_io.viewset import read_viewset
 
     vs = read_viewset(views_dir)
@@ -277,6 +277,12 @@ def run_recon(
         faces=res.faces.astype(np.int32),
         uv=res.uv.astype(np.float32),
         albedo=res.albedo,
-        metadata={"source": "recon", "views": str(views_dir), "neck_plane_y_m": res.y_cut * res.metres_per_unit},
+        metadata={
+            "source": "recon",
+            "views": str(views_dir),
+            "neck_plane_y_m": res.y_cut * res.metres_per_unit,
+            # the ViewSet's provenance travels on, so the exporter can label a synthetic head on every output
+            PROVENANCE_KEY: provenance_from_generation(vs.generation),
+        },
     )
     return write_headmesh(mesh_dir, mesh, res.metrics)

@@ -11,6 +11,7 @@ Folder layout::
       albedo.png      baseColor texture, RGB uint8
       normal_map.png  optional tangent-space normal map (glTF convention, +Y = +V)
       mesh.json       schema_version, units, axes, uv_origin, free-form metadata
+                      (metadata["provenance"]: where the views came from, see provenance_from_generation)
       metrics.json    optional, written by recon (reprojection errors, coverage, timings)
 """
 
@@ -27,6 +28,43 @@ from spin_io.atomic import atomic_path, atomic_write_json, atomic_write_png
 from spin_io.errors import ContractError
 
 SCHEMA_VERSION = 1
+PROVENANCE_KEY = "provenance"
+SYNTHETIC_WARNING = "SYNTHETIC HEAD - not from the photo: a procedural stand-in rendered for demos and tests"
+
+
+def provenance_from_generation(generation: dict[str, Any] | None) -> dict[str, Any]:
+    """The provenance a HeadMesh carries from its ViewSet's `generation` block, so the exporter can say
+    on every output whether the head came from the photo or from a synthetic stand-in.
+
+    A ViewSet is synthetic when generation["backend"] == "synthetic" (flows) or generation["synthetic"]
+    is set (True, or the procedural head's name as recon.synth writes it).
+    """
+    gen = generation if isinstance(generation, dict) else {}
+    flag = gen.get("synthetic")
+    synthetic = gen.get("backend") == "synthetic" or (flag is not None and flag is not False and flag != "")
+    out: dict[str, Any] = {"synthetic": bool(synthetic)}
+    backend = gen.get("backend") or ("synthetic" if synthetic else None)
+    if backend is not None:
+        out["views_backend"] = str(backend)
+    if isinstance(flag, str) and flag:
+        out["synthetic_head"] = flag
+    elif isinstance(gen.get("synthetic_head"), str):
+        out["synthetic_head"] = gen["synthetic_head"]
+    if synthetic:
+        out["warning"] = SYNTHETIC_WARNING
+    return out
+
+
+def head_provenance(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The provenance dict of HeadMesh metadata ({"synthetic": False} when it says nothing)."""
+    prov = (metadata or {}).get(PROVENANCE_KEY)
+    if not isinstance(prov, dict):
+        return {"synthetic": False}
+    out = dict(prov)
+    out["synthetic"] = bool(prov.get("synthetic", False))
+    if out["synthetic"]:
+        out.setdefault("warning", SYNTHETIC_WARNING)
+    return out
 
 
 @dataclass
@@ -124,6 +162,11 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
                 f"understands ({SCHEMA_VERSION}); upgrade spin-to-mesh"
             )
         metadata = dict(info.get("metadata", {}))
+    if PROVENANCE_KEY not in metadata:
+        # Folders written before mesh.json carried provenance: recon's metrics.json has the ViewSet's generation.
+        generation = _metrics_generation(mesh_dir / "metrics.json")
+        if generation is not None:
+            metadata[PROVENANCE_KEY] = provenance_from_generation(generation)
     return HeadMesh(
         vertices=arrays["vertices"],
         faces=arrays["faces"],
@@ -132,3 +175,14 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
         normal_map=normal_map,
         metadata=metadata,
     )
+
+
+def _metrics_generation(path: Path) -> dict[str, Any] | None:
+    """metrics.json's "generation" block, or None when the file is missing or unreadable (it is optional)."""
+    if not path.is_file():
+        return None
+    try:
+        generation = json.loads(path.read_text("utf-8")).get("generation")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return generation if isinstance(generation, dict) else None
