@@ -1,8 +1,11 @@
-"""`spin-to-mesh doctor`: what is installed, which weights are found where, and what to do next.
+"""`spin-to-mesh doctor`: what is installed, which weights are where, and what to do next.
 
 Every check produces a line with a status (ok / missing / warn) and, when something is missing,
-the action that fixes it. Exit status 0 means the export/recon path works; weights are reported
-but not required (without them only `--tiny-random` diffusion runs).
+the action that fixes it. Every weight file is listed: present or missing, size, checksum, licence.
+
+Exit status: 0 when the main job (`spin-to-mesh run PHOTO -o OUT`) can run; 3 (EXIT_WEIGHTS) when
+weights it needs are missing or fail verification (the last line names `spin-to-mesh weights
+fetch` and the weights-free demo); 1 when a core package is missing (the installation is broken).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+SETUP = "bash scripts/setup.sh"
+DEMO = "spin-to-mesh run PHOTO -o OUT --views-backend synthetic"
+FETCH = "spin-to-mesh weights fetch"
 
 
 @dataclass
@@ -34,20 +41,41 @@ def _version(dist: str) -> str | None:
         return None
 
 
+# Optional distributions -> the extra of pyproject.toml that installs them (and why you would want it).
+OPTIONAL = {
+    "dlib-bin": ("align", "offline face alignment (dlib)"),
+    "face-recognition-models": ("align", "dlib's landmark models"),
+    "opencv-python-headless": ("align", "warps and GrabCut matting"),
+    "onnxruntime": ("align", "the authors' antelopev2 face models on CPU"),
+    "onnxruntime-gpu": ("gpu", "the antelopev2 face models on CUDA (instead of 'align')"),
+    "prefect": ("flows", "the Prefect flow, `spin-to-mesh run`"),
+    "mne": ("synth", "synthetic ground-truth heads"),
+    "accelerate": ("train", "training"),
+    "pytest": ("dev", "the test suite"),
+}
+
+
 def check_packages() -> list[Check]:
-    """Core and optional Python packages, with the extra that provides each optional one."""
-    core = ["torch", "diffusers", "transformers", "numpy", "trimesh", "xatlas", "fast-simplification", "pygltflib"]
-    optional = {"prefect": "flows", "mne": "synth", "insightface": "align", "onnxruntime": "align",
-                "onnxruntime-gpu": "gpu", "accelerate": "train"}
+    """Core and optional Python packages, with the extra of pyproject.toml that provides each optional one."""
+    core = ["torch", "diffusers", "transformers", "huggingface_hub", "numpy", "trimesh", "xatlas",
+            "fast-simplification", "pygltflib", "gdown", "filelock"]
     checks = []
     for dist in core:
         v = _version(dist)
         checks.append(Check(dist, "ok" if v else "missing", v or "not installed",
-                            "" if v else "reinstall: pip install -e . (see README, Set-up)"))
-    for dist, extra in optional.items():
+                            "" if v else f"reinstall: {SETUP} (or pip install -e . in this repository)"))
+    gpu_host = bool(_version("onnxruntime-gpu"))
+    for dist, (extra, why) in OPTIONAL.items():
         v = _version(dist)
-        checks.append(Check(dist, "ok" if v else "warn", v or f"not installed (extra '{extra}')",
-                            "" if v else f"pip install -e '.[{extra}]' if you need it"))
+        if v:
+            checks.append(Check(dist, "ok", v))
+            continue
+        if dist == "onnxruntime-gpu" or (dist == "onnxruntime" and gpu_host):
+            continue  # the alternative of the other; the onnxruntime line covers both
+        fix = f"pip install -e '.[{extra}]' (or EXTRAS=...,{extra} {SETUP})"
+        if dist == "onnxruntime":
+            fix = f"pip install -e '.[align]' on CPU, or '.[gpu]' on a CUDA host (never both; {SETUP} takes EXTRAS)"
+        checks.append(Check(dist, "warn", f"not installed (extra '{extra}': {why})", fix))
     if _version("onnxruntime") and _version("onnxruntime-gpu"):
         checks.append(Check("onnxruntime", "warn", "both onnxruntime and onnxruntime-gpu are installed",
                             "they overwrite each other's module: pip uninstall -y onnxruntime onnxruntime-gpu, "
@@ -68,57 +96,66 @@ def check_devices() -> list[Check]:
             checks.append(Check("cuda", "warn", f"no CUDA device (torch {torch.__version__}); CPU only",
                                 "diffusion on CPU is very slow at 512 px; install a CUDA torch build on a GPU host"))
     except ImportError:
-        checks.append(Check("cuda", "missing", "torch not importable", "pip install torch==2.13.0 (CPU) first"))
+        checks.append(Check("cuda", "missing", "torch not importable",
+                            f"{SETUP} installs torch first (TORCH_SPEC=... picks a CUDA build)"))
     try:
         ort = importlib.import_module("onnxruntime")
         checks.append(Check("onnxruntime providers", "ok", ", ".join(ort.get_available_providers())))
     except ImportError:
         checks.append(Check("onnxruntime providers", "warn", "onnxruntime not installed",
-                            "pip install -e '.[align]' (or '.[gpu]') for the antelopev2 face models"))
+                            "pip install -e '.[align]' (CPU) or '.[gpu]' (CUDA), never both: the antelopev2 models"))
     return checks
 
 
-def check_weights(weights_dir: str | None) -> list[Check]:
-    """Which of the release's weight files are found, using smr_core's own discovery code."""
-    if not weights_dir:
-        return [Check("weights", "warn", "no folder given",
-                      "pass --weights DIR or set SMR_WEIGHTS=DIR (README: Weights); "
-                      "without weights only --tiny-random diffusion and offline alignment run")]
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def check_weights(weights_dir: str | None, verify: bool = False) -> tuple[list[Check], bool]:
+    """Every weight file (present or missing, size, checksum, licence); and whether the main job can run."""
     try:
+        from smr_core.fetch import status, weights_root
+        from smr_core.fetch.manifest import stages_of
         from smr_core.weights import inspect_weights
     except ImportError as exc:  # smr_core broken or partially installed
-        return [Check("weights", "missing", f"smr_core not importable ({exc})", "reinstall spin-to-mesh")]
-    if not Path(weights_dir).expanduser().is_dir():
-        return [Check("weights", "missing", f"{weights_dir}: no such folder",
-                      "check --weights / SMR_WEIGHTS; README: Weights shows the layout")]
-    layout = inspect_weights(weights_dir)
-    found = {
-        "checkpoint (spmr.ckpt)": layout.checkpoint,
-        "Arc2Face encoder": layout.encoder,
-        "UNet (converted)": layout.unet,
-        "VAE (converted)": layout.vae,
-        "antelopev2": layout.antelopev2,
-        "BiSeNet": layout.bisenet,
-    }
-    if layout.kind == "converted":
-        found.pop("checkpoint (spmr.ckpt)")
-    else:
-        found.pop("UNet (converted)")
-        found.pop("VAE (converted)")
-    checks = [Check("layout", "ok", f"{layout.kind} ({layout.root})")]
-    checks += [Check(name, "ok", str(path)) for name, path in found.items() if path is not None]
-    for m in layout.missing:
-        status = "missing" if m.needed_for == "diffusion" else "warn"
-        checks.append(Check(m.path.name, status, f"{m.path} not found ({m.needed_for})", f"get it from {m.source}"))
-    from smr_core.align.weights import find_tddfa_weights
-
-    tddfa = find_tddfa_weights(layout.root)
-    if tddfa.complete:
-        checks.append(Check("FaceBoxes + 3DDFA", "ok", "all four files found: the crop is refined as the release does"))
-    else:
-        checks.append(Check("FaceBoxes + 3DDFA", "warn", "incomplete: alignment refines the crop from landmarks",
-                            "; ".join(tddfa.missing())))
-    return checks
+        return [Check("weights", "missing", f"smr_core not importable ({exc})", f"reinstall: {SETUP}")], False
+    root = weights_root(weights_dir)
+    run = stages_of(["run"])
+    converted = root.is_dir() and inspect_weights(root).kind == "converted"
+    checks: list[Check] = []
+    runnable = True
+    for st in status(root, verify=verify):
+        wf = st.file
+        licence = wf.licence + ("" if wf.commercial else " (NON-COMMERCIAL)")
+        needed = wf.is_required(run) and not (converted and wf.needed_for == frozenset({"views"}))
+        role = "required for run" if needed else "optional: a fallback exists"
+        if st.present and st.verified is not False:
+            how = (st.record or {}).get("verified_by") or ("pinned" if wf.pinned else "not recorded")
+            digest = f"sha256 {st.sha256[:12]}" if st.sha256 else "no checksum recorded"
+            state = "verified now" if st.verified else how
+            fix = "" if st.sha256 else f"{FETCH} --only {wf.name} records it"
+            checks.append(Check(wf.relpath, "ok", f"{_size(st.size)}  {digest} ({state})  {licence}", fix))
+        elif st.present:
+            runnable &= not needed
+            checks.append(Check(wf.relpath, "missing" if needed else "warn",
+                                f"{_size(st.size)}  FAILS VERIFICATION: {st.problem}  {licence}",
+                                f"delete it, then {FETCH} --only {wf.name}"))
+        else:
+            runnable &= not needed
+            checks.append(Check(wf.relpath, "missing" if needed else "warn", f"missing ({role})  {licence}",
+                                f"{FETCH} --only {wf.name}   (source: {wf.source_text()})"))
+    if converted:
+        layout = inspect_weights(root)
+        checks.insert(0, Check("converted layout", "ok" if layout.diffusion_complete else "missing",
+                               "diffusers folders (unet/, vae/, text_encoder/) stand in for spmr.ckpt + encoder",
+                               "" if layout.diffusion_complete else "re-run `spin-to-mesh weights convert`"))
+        runnable &= layout.diffusion_complete
+    return checks, runnable
 
 
 def check_tools() -> list[Check]:
@@ -151,30 +188,49 @@ def check_tools() -> list[Check]:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    """Print every check; exit 1 if a core package is missing."""
-    weights_dir = args.weights or os.environ.get("SMR_WEIGHTS")
+    """Print every check; exit 3 when the main job cannot run for lack of weights, 1 when a core package is missing."""
+    from smr_core.fetch import is_offline, weights_root
+    from smr_core.fetch.api import mirror_url
+    from spin_io.errors import EXIT_OK, EXIT_WEIGHTS
+
+    root = weights_root(args.weights)
+    weight_checks, runnable = check_weights(args.weights, verify=args.verify)
+    where = "--weights" if args.weights else ("$SMR_WEIGHTS" if os.environ.get("SMR_WEIGHTS") else "per-user cache")
+    extras = [f"mirror {mirror_url()}" if mirror_url() else "", "offline" if is_offline() else ""]
+    title = f"weights in {root} ({', '.join(x for x in [where, *extras] if x)})"
     sections = {
         "packages": check_packages(),
         "devices": check_devices(),
-        f"weights ({weights_dir or 'no --weights and no SMR_WEIGHTS set'})": check_weights(weights_dir),
+        title: weight_checks,
         "tools": check_tools(),
     }
     width = max(len(c.name) for checks in sections.values() for c in checks)
     marks = {"ok": "ok  ", "warn": "WARN", "missing": "MISS"}
-    failed = False
-    for title, checks in sections.items():
-        print(f"\n{title}")
+    broken = False
+    for name, checks in sections.items():
+        print(f"\n{name}")
         for c in checks:
             print(f"  [{marks[c.status]}] {c.name.ljust(width)}  {c.detail}")
             if c.fix:
                 print(f"         {''.ljust(width)}  -> {c.fix}")
-            failed |= c.status == "missing" and title == "packages"
+            broken |= c.status == "missing" and name == "packages"
     print(f"\nrepo: {Path(__file__).resolve().parents[1]}")
-    return 1 if failed else 0
+    if broken:
+        print(f"the installation is incomplete: {SETUP}")
+        return 1
+    if not runnable:
+        target = f" --weights {args.weights}" if args.weights else ""
+        print(f"the main job (spin-to-mesh run PHOTO -o OUT) cannot run: weights are missing. "
+              f"Fix: {FETCH}{target}   or try the weights-free demo: {DEMO}")
+        return EXIT_WEIGHTS
+    print("the main job can run: spin-to-mesh run PHOTO -o OUT")
+    return EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `doctor` sub-command."""
     p = subparsers.add_parser("doctor", help="check the installation, devices, weights and tools")
-    p.add_argument("--weights", metavar="DIR", help="weights folder to check (default: $SMR_WEIGHTS)")
+    p.add_argument("--weights", metavar="DIR",
+                   help="weights folder to check (default: $SMR_WEIGHTS, else ~/.cache/spin-to-mesh/weights)")
+    p.add_argument("--verify", action="store_true", help="also hash every weight file against its checksum")
     p.set_defaults(func=run_doctor)

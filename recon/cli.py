@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `recon` sub-command (heavy imports happen in the handler)."""
     p = subparsers.add_parser(
         "recon",
@@ -15,9 +15,10 @@ def register(subparsers) -> None:
         "the views that disagree with the rest, reprojection error per view, coverage, stage times).",
     )
     p.add_argument("views", help="ViewSet folder (transforms.json, rgb/, normal/, mask/)")
-    p.add_argument("-o", "--output", required=True, help="HeadMesh folder to write")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--texture-size", type=int, default=2048, help="albedo atlas size in texels (default 2048)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="HeadMesh folder to write")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--texture-size", type=int, default=2048, metavar="PX",
+                   help="side of the baked albedo texture in pixels (default 2048)")
     p.add_argument("--target-faces", type=int, default=30_000, help="faces of the fitted mesh (default 30000)")
     p.add_argument("--rounds", type=int, default=8, help="normal-fusion rounds (default 8)")
     p.add_argument("--hull-voxel", type=float, default=0.006, help="visual-hull voxel in ViewSet units (default 0.006)")
@@ -39,14 +40,26 @@ def register(subparsers) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
+    from recon.errors import ReconError, ViewSetInputError
     from recon.fusion import FusionConfig
     from recon.pipeline import ReconConfig, run_recon
     from recon.texture import TextureConfig
     from recon.volume import VolumeConfig
+    from spin_io.preflight import check_output_writable, resolve_device
 
+    views = Path(args.views)
+    if views.is_file():
+        raise ViewSetInputError(
+            f"{views} is a file: recon takes a ViewSet folder (written by `spin-to-mesh views`); "
+            "for a photo use `spin-to-mesh run`"
+        )
+    if args.texture_size < 16:
+        raise ReconError(f"--texture-size {args.texture_size}: give the albedo side in pixels, e.g. 2048")
+    check_output_writable(args.output, create=False)  # nothing is written on a user error
     cfg = ReconConfig(
-        device=args.device,
+        device=resolve_device(args.device),
         hull_voxel=args.hull_voxel,
         target_faces=args.target_faces,
         conventions=args.conventions,

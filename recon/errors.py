@@ -1,8 +1,16 @@
-"""The exception hierarchy of `recon`: every error a user can act on derives from ReconError."""
+"""The exception hierarchy of `recon`: every error a user can act on derives from ReconError.
+
+Each class carries its documented exit code (`spin_io.errors.EXIT_CODES`): all of them are about the
+ViewSet given (or the options), so EXIT_USAGE.
+"""
+
+from spin_io.errors import EXIT_USAGE
 
 
 class ReconError(RuntimeError):
     """Base class of recon errors; the message says what to do next."""
+
+    exit_code = EXIT_USAGE
 
 
 class ViewSetInputError(ReconError):

@@ -1,4 +1,4 @@
-"""`spin-to-mesh weights ...`: check and convert SpinMeRound weights.
+"""`spin-to-mesh weights ...`: fetch, check and convert SpinMeRound weights.
 
 Heavy imports (torch, diffusers, transformers) happen inside the handlers so `--help` stays fast.
 """
@@ -13,15 +13,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `weights` command group to the top-level parser."""
     weights = subparsers.add_parser(
         "weights",
-        help="check or convert SpinMeRound weights",
-        description="Check a weights folder (official release layout or converted) or convert it to "
+        help="fetch, check or convert the model weights",
+        description="Fetch the weights (per-user cache by default; --weights DIR or SMR_WEIGHTS elsewhere), "
+        "check a weights folder (official release layout or converted), or convert it to "
         "diffusers/transformers folders with safetensors.",
     )
     sub = weights.add_subparsers(dest="weights_command", metavar="ACTION")
     sub.required = True
 
+    fetch = sub.add_parser(
+        "fetch",
+        help="download the missing weights and verify the present ones",
+        description="Download every weight file that is missing and verify each file's checksum (pinned in the "
+        "code, reported by the Hugging Face hub, or recorded on first download). Resumes killed downloads; "
+        "SMR_WEIGHTS_MIRROR=URL fetches everything from a studio mirror laid out like the weights folder.",
+    )
+    fetch.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these files (names: see --list)")
+    fetch.add_argument("--weights", metavar="DIR", default=None,
+                       help="weights folder (default: $SMR_WEIGHTS, else ~/.cache/spin-to-mesh/weights)")
+    fetch.add_argument("--offline", action="store_true", default=None,
+                       help="download nothing (as HF_HUB_OFFLINE=1): only report what is missing")
+    fetch.add_argument("--list", action="store_true", help="list the files, their sources and licences, then exit")
+    fetch.set_defaults(func=_fetch)
+
     check = sub.add_parser("check", help="show what is found where and what is missing")
-    check.add_argument("dir", nargs="?", default=None, help="weights folder (default: $SMR_WEIGHTS)")
+    check.add_argument("dir", nargs="?", default=None,
+                       help="weights folder (default: $SMR_WEIGHTS, else ~/.cache/spin-to-mesh/weights)")
     check.add_argument("--load", action="store_true", help="also load every tensor strictly (slow on full weights)")
     check.set_defaults(func=_check)
 
@@ -36,13 +53,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.set_defaults(func=_convert)
 
 
-def _check(args: argparse.Namespace) -> int:
-    from smr_core.weights import resolve_weights_dir
+def _fetch(args: argparse.Namespace) -> int:
+    from smr_core.fetch import fetch_weights
+    from smr_core.fetch.manifest import MANIFEST
 
-    root = resolve_weights_dir(args.dir)
+    if args.list:
+        for wf in MANIFEST:
+            use = "commercial use allowed" if wf.commercial else "NON-COMMERCIAL"
+            optional = "" if wf.is_required() else ", optional: a fallback exists"
+            print(f"{wf.name:<15} {wf.relpath}  ({', '.join(sorted(wf.needed_for))}{optional})")
+            print(f"{'':<15} from {wf.source_text()}; licence: {wf.licence} ({use})")
+        return 0
+    root = fetch_weights(args.weights, only=args.only, offline=args.offline)
+    print(f"weights ready in {root}", file=sys.stderr)
+    print(root)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from smr_core.fetch import weights_root
+    from spin_io.errors import EXIT_WEIGHTS
+
+    root = weights_root(args.dir)
     if not root.is_dir():
-        print(f"weights folder {root} does not exist")
-        return 2
+        print(f"weights folder {root} does not exist: run `spin-to-mesh weights fetch`")
+        return EXIT_WEIGHTS
     from smr_core.weights import inspect_weights
 
     layout = inspect_weights(root)
@@ -66,8 +101,8 @@ def _check(args: argparse.Namespace) -> int:
         for missing in layout.missing:
             print(missing.line())
     if not layout.diffusion_complete:
-        print("diffusion weights: INCOMPLETE")
-        return 2
+        print("diffusion weights: INCOMPLETE (`spin-to-mesh weights fetch` gets them)")
+        return EXIT_WEIGHTS
     if args.load:
         from smr_core.checkpoint import load_spinmeround
 

@@ -1,4 +1,4 @@
-"""`spin-to-mesh views PHOTO -o OUT/`: photo -> OUT/aligned/ -> OUT/views/ (a ViewSet).
+"""`spin-to-mesh views PHOTO -o DIR`: photo -> DIR/aligned/ -> DIR/views/ (a ViewSet).
 
 Provides `register(subparsers)`; torch, diffusers and the pipeline are imported inside the handler.
 """
@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from smr_core.align.cli import hidden_alias
 from smr_core.attention_backends import ATTENTION_BACKENDS
 
 TINY_RANDOM_STEPS = 2  # --tiny-random without --steps: the views are noise anyway, keep the CPU run short
@@ -33,11 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="photo -> views all around the head (RGB, normals, masks, cameras) with SpinMeRound",
         description="Align the photo (or take --aligned DIR), retrieve the input's normals, and generate a ring of "
         "views plus pitched rings with the SpinMeRound model; more than 16 views are generated in further passes "
-        "conditioned on the input and the nearest generated views. Writes OUT/aligned/ and OUT/views/ "
+        "conditioned on the input and the nearest generated views. Writes DIR/aligned/ and DIR/views/ "
         "(transforms.json readable by nerfstudio, rgb/, normal/, mask/, report.json).",
     )
     p.add_argument("photo", nargs="?", default=None, help="face photo (omit with --aligned or --arcface)")
-    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (aligned/ and views/ go inside)")
+    out = p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                         help="output folder (aligned/ and views/ go inside)")
+    hidden_alias(p, out, "--out")
     p.add_argument("--aligned", type=Path, default=None, help="use this AlignedFace folder instead of a photo")
     p.add_argument("--arcface", type=Path, default=None, help="identity-only: a 512-float ArcFace .npy, no photo")
     p.add_argument(
@@ -52,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eye-level ring only)",
     )
     p.add_argument("--seed", type=int, default=42, help="seed of every random draw (default 42, as the release)")
-    p.add_argument("--weights", default=None, help="SpinMeRound weights folder (default $SMR_WEIGHTS)")
-    p.add_argument("--cfg", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
+    p.add_argument("--weights", default=None, metavar="DIR", help="SpinMeRound weights folder (default $SMR_WEIGHTS)")
+    cfg = p.add_argument("--cfg-scale", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
+    hidden_alias(p, cfg, "--cfg")
     p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default 50; {TINY_RANDOM_STEPS} with "
                    "--tiny-random)")
     p.add_argument("--normals-steps", type=int, default=None, help="steps of the normals run (default as --steps)")
@@ -66,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--normal-frame", choices=("camera", "world"), default="camera",
                    help="declared frame of the generated normals (unverified without weights)")
     p.add_argument("--max-frames", type=int, default=16, help="frames per joint pass (<= 16)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="multi-view UNet precision (auto: fp16 autocast on CUDA as the release, fp32 on CPU; "
                    "--fast uses bf16 unless fp16 is chosen)")
@@ -85,8 +89,10 @@ def _handle(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm.auto import tqdm
 
+    from smr_core.align.image import check_photo_path
     from smr_core.errors import InputError
     from smr_core.pipeline import ViewsConfig, align_for_views, generate_viewset
+    from spin_io.preflight import check_output_writable, resolve_device
 
     sources = [name for name, v in (("PHOTO", args.photo), ("--aligned", args.aligned)) if v is not None]
     if len(sources) > 1:
@@ -99,7 +105,7 @@ def _handle(args: argparse.Namespace) -> int:
             num_views=args.views,
             pitch_rings_deg=(0.0, *args.pitch),
             seed=args.seed,
-            cfg_scale=args.cfg,
+            cfg_scale=args.cfg_scale,
             steps=steps,
             normals_steps=args.normals_steps if args.normals_steps is not None else steps,
             same_noise=not args.independent_noise,
@@ -115,6 +121,10 @@ def _handle(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InputError(f"invalid view settings: {problems}") from None
+    if args.photo is not None:
+        check_photo_path(args.photo, "views")
+    check_output_writable(args.output, create=False)  # nothing is written on a user error
+    device = resolve_device(args.device)  # before any model is loaded or moved
     if args.tiny_random:
         print(BANNER, file=sys.stderr)
     else:
@@ -125,7 +135,7 @@ def _handle(args: argparse.Namespace) -> int:
     aligned_dir = args.aligned
     if args.photo is not None:
         aligned_dir = align_for_views(
-            args.photo, args.out / "aligned", weights_dir=args.weights, tiny_random=args.tiny_random,
+            args.photo, args.output / "aligned", weights_dir=args.weights, tiny_random=args.tiny_random,
             face_index=args.face_index,
         )
         print(f"aligned -> {aligned_dir}", file=sys.stderr)
@@ -139,8 +149,8 @@ def _handle(args: argparse.Namespace) -> int:
 
     try:
         views_dir = generate_viewset(
-            aligned_dir, args.out / "views", config, weights_dir=args.weights, tiny_random=args.tiny_random,
-            device=args.device, progress=progress, identity=args.arcface,
+            aligned_dir, args.output / "views", config, weights_dir=args.weights, tiny_random=args.tiny_random,
+            device=device, progress=progress, identity=args.arcface,
         )
     finally:
         bar.close()

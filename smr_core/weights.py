@@ -10,6 +10,7 @@ Converted (`spin-to-mesh weights convert`):
     plus the same alignment files if they were copied along.
 
 Missing files raise ONE WeightsNotFoundError that lists every file and where to get it.
+Fetching them (sources, checksums, licences) is smr_core.fetch: `spin-to-mesh weights fetch`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pyto
 SOURCES = {
     "spmr.ckpt": "the SpinMeRound authors' release (Google Drive link in the README of "
     "https://github.com/spin-me-round/SpinMeRound)",
-    "encoder": "Hugging Face FoivosPar/Arc2Face, subfolder 'encoder' (e.g. `huggingface-cli download "
-    "FoivosPar/Arc2Face --include 'encoder/*' --local-dir DIR/models`)",
+    "encoder": "Hugging Face FoivosPar/Arc2Face, subfolder 'encoder' (config.json + pytorch_model.bin)",
 }
+FETCH_LINE = (
+    "`spin-to-mesh weights fetch` downloads and verifies them (into $SMR_WEIGHTS or ~/.cache/spin-to-mesh/weights); "
+    "without weights, try the demo: spin-to-mesh run PHOTO -o OUT --views-backend synthetic"
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
     raise WeightsNotFoundError(
         f"no weights folder given: pass --weights DIR or set {ENV_VAR}=DIR, where DIR holds\n"
         + "\n".join(m.line() for m in needed)
+        + f"\n{FETCH_LINE}"
     )
 
 
@@ -179,12 +184,18 @@ def find_weights(weights_dir: str | os.PathLike[str] | None = None, require_alig
     """
     root = resolve_weights_dir(weights_dir)
     if not root.is_dir():
-        raise WeightsNotFoundError(f"weights folder {root} does not exist; pass --weights DIR or set {ENV_VAR}")
+        raise WeightsNotFoundError(
+            f"weights folder {root} does not exist: run `spin-to-mesh weights fetch --weights {root}`, or pass "
+            f"--weights DIR / set {ENV_VAR} to the folder holding them; or run the weights-free demo: "
+            "spin-to-mesh run PHOTO -o OUT --views-backend synthetic"
+        )
     layout = inspect_weights(root)
     fatal = [m for m in layout.missing if m.needed_for == "diffusion" or require_alignment]
     if fatal:
         # list every missing file, the optional ones too, so one download round fixes the folder
         raise WeightsNotFoundError(
-            f"incomplete {layout.kind} weights folder {root}; missing:\n" + "\n".join(m.line() for m in layout.missing)
+            f"incomplete {layout.kind} weights folder {root}; missing:\n"
+            + "\n".join(m.line() for m in layout.missing)
+            + f"\n{FETCH_LINE}"
         )
     return layout

@@ -14,14 +14,24 @@ from pathlib import Path
 from spin_io.errors import DeviceUnavailableError, OutputNotWritableError
 
 
-def check_output_writable(path: str | os.PathLike[str]) -> Path:
-    """Create `path` if needed and prove a file can be written in it; returns the resolved folder."""
+def check_output_writable(path: str | os.PathLike[str], *, create: bool = True) -> Path:
+    """Prove a file can be written in `path` (created if needed); returns the resolved folder.
+
+    With create=False nothing is left behind: a missing folder is judged by its nearest existing
+    parent, so a stage whose contract is "nothing written on error" can still check before its work.
+    """
     folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise OutputNotWritableError(f"output {folder} is a file, not a folder: choose a folder with -o/--output")
+    probe_dir = folder
+    if not create:
+        while not probe_dir.exists() and probe_dir.parent != probe_dir:
+            probe_dir = probe_dir.parent
+    if probe_dir.exists() and not probe_dir.is_dir():
+        what = f"{probe_dir}" if probe_dir == folder else f"{folder}: {probe_dir}"
+        raise OutputNotWritableError(f"output {what} is a file, not a folder: choose a folder with -o/--output")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tmp-write-check-", dir=folder)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-write-check-", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

@@ -57,29 +57,30 @@ def test_photo_to_viewset_with_tiny_random(cli, astronaut, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "extra, message",
+    "extra, message, code",
     [
-        ([], "nothing to generate from"),
-        (["PHOTO", "--aligned", "somewhere"], "not both"),
-        (["PHOTO"], "no weights folder given"),
-        (["PHOTO", "--tiny-random", "--views", "0"], "invalid view settings: num_views"),
-        (["PHOTO", "--tiny-random", "--pitch", "0,95"], "between -90 and 90"),
-        (["missing.jpg", "--tiny-random"], "missing.jpg"),
+        ([], "nothing to generate from", 2),
+        (["PHOTO", "--aligned", "somewhere"], "not both", 2),
+        (["PHOTO"], "no weights folder given", 3),
+        (["PHOTO", "--tiny-random", "--views", "0"], "invalid view settings: num_views", 2),
+        (["PHOTO", "--tiny-random", "--pitch", "0,95"], "between -90 and 90", 2),
+        (["missing.jpg", "--tiny-random"], "missing.jpg", 2),
+        (["PHOTO", "--tiny-random", "--device", "cuda:99"], "--device cuda:99", 5),
     ],
 )
-def test_user_errors_exit_2_and_write_nothing(cli, astronaut, tmp_path, capsys, extra, message):
+def test_user_errors_exit_with_their_code_and_write_nothing(cli, astronaut, tmp_path, capsys, extra, message, code):
     out = tmp_path / "out"
     argv = ["views", "-o", str(out)] + [str(astronaut) if a == "PHOTO" else a for a in extra]
     if "missing.jpg" in argv:
         argv[argv.index("missing.jpg")] = str(tmp_path / "missing.jpg")
-    assert cli(argv) == 2
+    assert cli(argv) == code
     err = capsys.readouterr().err
     assert message in err and "spin-to-mesh views: error: " in err
     assert not out.exists()
 
 
 def test_missing_weights_error_lists_the_files(cli, astronaut, tmp_path, capsys):
-    assert cli(["views", str(astronaut), "-o", str(tmp_path / "o"), "--weights", str(tmp_path)]) == 2
+    assert cli(["views", str(astronaut), "-o", str(tmp_path / "o"), "--weights", str(tmp_path)]) == 3  # EXIT_WEIGHTS
     err = capsys.readouterr().err
     assert "spmr.ckpt" in err and "encoder" in err and not (tmp_path / "o").exists()
 
@@ -90,7 +91,7 @@ def test_offline_aligned_folder_needs_the_arcface_model(cli, astronaut, tmp_path
     aligned = tmp_path / "aligned"
     align_photo(astronaut, aligned, backend="offline")
     weights = tiny_weights_dir(tmp_path_factory)
-    assert cli(["views", "--aligned", str(aligned), "-o", str(tmp_path / "o"), "--weights", str(weights)]) == 2
+    assert cli(["views", "--aligned", str(aligned), "-o", str(tmp_path / "o"), "--weights", str(weights)]) == 3
     err = capsys.readouterr().err
     assert "no ArcFace embedding" in err and "antelopev2" in err and "--tiny-random" in err
     assert not (tmp_path / "o").exists()

@@ -9,6 +9,16 @@ import argparse
 import sys
 
 
+def hidden_alias(parser: argparse.ArgumentParser, action: argparse.Action, *aliases: str) -> None:
+    """Accept old option names (e.g. --out) for `action` without listing them in --help.
+
+    One vocabulary across the commands (issue 15) without breaking scripts written for the old names;
+    the alias shares the action, so `required` and error messages use the documented name.
+    """
+    for alias in aliases:
+        parser._option_string_actions[alias] = action
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `align` sub-command."""
     p = subparsers.add_parser(
@@ -18,8 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "563->512 crop), make the background white, and compute the ArcFace embedding when the antelopev2 "
         "weights are available.",
     )
-    p.add_argument("photo", help="image file (JPEG, PNG, TIFF, ...)")
-    p.add_argument("-o", "--out", required=True, help="output folder (crop.png, mask.png, face.json, arcface.npy)")
+    p.add_argument("photo", help="ONE image file (JPEG, PNG, TIFF, ...); `spin-to-mesh run` takes folders and globs")
+    out = p.add_argument("-o", "--output", required=True, metavar="DIR",
+                         help="output folder (crop.png, mask.png, face.json, arcface.npy)")
+    hidden_alias(p, out, "--out")
     p.add_argument(
         "--backend",
         choices=("auto", "antelopev2", "offline"),
@@ -27,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="antelopev2 = the authors' insightface models (needs --weights); offline = dlib models from PyPI, "
         "no ArcFace; auto = antelopev2 when its files are complete, else offline (default)",
     )
-    p.add_argument("--weights", default=None, help="folder laid out like SpinMeRound's weights/ (default $SMR_WEIGHTS)")
+    p.add_argument("--weights", default=None, metavar="DIR",
+                   help="folder laid out like SpinMeRound's weights/ (default $SMR_WEIGHTS)")
+    p.add_argument("--device", default="auto",
+                   help="where the matting and 3DDFA networks run: auto (CUDA when available), cpu, cuda, cuda:N "
+                   "(default auto)")
     p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
     p.add_argument(
         "--landmarks",
@@ -45,14 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from smr_core.align import AlignConfig, align_photo
+    from smr_core.align.image import check_photo_path
     from smr_core.align.offline import OfflineConfig
+    from spin_io.preflight import check_output_writable, resolve_device
 
+    # every user mistake we can see without the networks, before loading them (nothing is written)
+    check_photo_path(args.photo, "align")
+    check_output_writable(args.output, create=False)
+    device = resolve_device(args.device)
     config = AlignConfig(
-        offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement
+        offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement,
+        device=device,
     )
     face = align_photo(
         args.photo,
-        args.out,
+        args.output,
         backend=args.backend,
         weights_dir=args.weights,
         face_index=args.face_index,
@@ -61,7 +84,7 @@ def _handle(args: argparse.Namespace) -> int:
     pose = face.head_pose
     print(
         f"aligned face {face.face_index} of {len(face.detector_scores)} with {face.backend['name']} "
-        f"(yaw {pose['yaw_deg']:.0f}, pitch {pose['pitch_deg']:.0f}, roll {pose['roll_deg']:.0f} deg) -> {args.out}"
+        f"(yaw {pose['yaw_deg']:.0f}, pitch {pose['pitch_deg']:.0f}, roll {pose['roll_deg']:.0f} deg) -> {args.output}"
     )
     if face.arcface is None:
         print(f"note: no arcface.npy: {face.identity_note}", file=sys.stderr)

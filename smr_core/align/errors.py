@@ -1,4 +1,7 @@
-"""Why a photo could not be aligned: one InputError subclass per reason, each naming its threshold."""
+"""Why a photo could not be aligned: one InputError subclass per reason, each naming its threshold.
+
+All exit with EXIT_USAGE (inherited from InputError): the photo is the user's to change.
+"""
 
 from smr_core.errors import InputError
 

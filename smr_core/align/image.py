@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import math
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +20,10 @@ import numpy as np
 
 from smr_core.align.errors import ImageReadError
 
-MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS)
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = 178_956_970  # refused above this: Pillow's own decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS)
+LARGE_PIXELS = 89_478_485  # downscaled on load above this (Pillow's warning threshold): a 100 Mpx DSLR photo is fine
 
 
 @dataclass
@@ -90,30 +97,116 @@ def _pil_to_rgb(im) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported l
     return array_to_rgb(np.asarray(im))
 
 
+def check_photo_path(source: str | os.PathLike[str], command: str | None = None) -> Path:
+    """The photo's path if it names one readable file; otherwise one ImageReadError that says what to give.
+
+    Called by the commands (`command` names the sub-command in the message) before any model is
+    loaded, and by load_image.
+    """
+    path = Path(source)
+    if path.is_dir():
+        who = f"`spin-to-mesh {command}`" if command else "this step"
+        raise ImageReadError(
+            f"{path} is a folder: {who} takes one photo; for a folder or glob of photos use "
+            f"`spin-to-mesh run {path} -o OUT`"
+        )
+    if not path.is_file():
+        hint = " (`spin-to-mesh run` takes folders and globs)" if any(c in str(path) for c in "*?[") else ""
+        raise ImageReadError(f"{path}: no such file; check the photo's path{hint}")
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(f"{path}: cannot be read (permission denied); fix its permissions")
+    return path
+
+
+def _reduction(width: int, height: int) -> int:
+    """Smallest integer factor that brings a large photo under LARGE_PIXELS (1 for ordinary photos)."""
+    pixels = width * height
+    return 1 if pixels <= LARGE_PIXELS else math.ceil(math.sqrt(pixels / LARGE_PIXELS))
+
+
+def _decode(path: Path, data: bytes) -> np.ndarray:
+    """Decode the file's bytes to canonical RGB, halving (or more) a photo above LARGE_PIXELS on load."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # Above LARGE_PIXELS Pillow warns (DecompressionBombWarning); we downscale such photos instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise _too_large(path, w * h, f"{w}x{h} px, ")
+            factor = _reduction(w, h)
+            if factor > 1 and im.format == "JPEG":
+                im.draft("RGB", (math.ceil(w / factor), math.ceil(h / factor)))  # DCT-domain scaling: cheap
+            im.load()
+            rgb = _pil_to_rgb(_reduce(im) if factor > 1 else im)
+    if factor > 1:
+        log.warning(
+            "%s: %dx%d px (%.0f Mpx) is over %.0f Mpx, so it was downscaled to %dx%d px on load",
+            path, w, h, w * h / 1e6, LARGE_PIXELS / 1e6, rgb.shape[1], rgb.shape[0],
+        )
+    return rgb
+
+
+def _reduce(im):  # noqa: ANN001, ANN202 - PIL.Image.Image, imported lazily
+    """Average k x k blocks of a decoded image still over LARGE_PIXELS (upright first: EXIF may rotate it)."""
+    from PIL import ImageOps
+
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation; exif_transpose would copy even when upright
+        im = ImageOps.exif_transpose(im)
+    factor = _reduction(*im.size)
+    if factor == 1:  # a JPEG the decoder already scaled (draft)
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        im = im.convert("I")  # exact; reduce() has no 16-bit kernel
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):  # palette, CMYK...: averaging needs colours
+        im = im.convert("RGBA" if "transparency" in im.info or im.mode.endswith("A") else "RGB")
+    return im.reduce(factor)
+
+
+def _too_large(path: Path, pixels: int, size: str = "") -> ImageReadError:
+    return ImageReadError(
+        f"{path}: {size}{pixels / 1e6:.0f} Mpx is over the {MAX_PIXELS / 1e6:.0f} Mpx limit; "
+        "downscale the photo (4096 px on the long side is plenty)"
+    )
+
+
 def load_image(source: str | os.PathLike[str] | np.ndarray) -> SourceImage:
-    """Decode a path or an array into a SourceImage; anything unreadable raises ImageReadError."""
+    """Decode a path or an array into a SourceImage; anything unreadable raises ImageReadError naming the file.
+
+    Photos over LARGE_PIXELS are downscaled on load (one log line); over MAX_PIXELS they are refused.
+    """
     if isinstance(source, np.ndarray):
         rgb = array_to_rgb(source)
         digest = hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest()
         return SourceImage(rgb=rgb, sha256=digest, name="<array>")
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(source)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file; check the photo's path")
-    data = path.read_bytes()
+    path = check_photo_path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ImageReadError(f"{path}: cannot be read ({reason}); check the file and its permissions") from None
     digest = hashlib.sha256(data).hexdigest()
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise ImageReadError(f"{path}: {w}x{h} px exceeds the {MAX_PIXELS:,}-pixel limit; downscale the photo")
-            im.load()
-            rgb = _pil_to_rgb(im)
+        rgb = _decode(path, data)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: too large to decode safely ({exc}); downscale the photo") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc}); use a JPEG or PNG photo") from exc
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large(path, int(found.group(1)) if found else MAX_PIXELS + 1) from None
+    except UnidentifiedImageError:
+        # Pillow's own text names the in-memory buffer (<_io.BytesIO object at ...>), not the file
+        raise ImageReadError(
+            f"{path}: not a readable image (not a format Pillow knows); use a JPEG or PNG photo"
+        ) from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
+        reason = " ".join(re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", str(exc)).split())
+        raise ImageReadError(
+            f"{path}: not a readable image (damaged or truncated: {reason or type(exc).__name__}); "
+            "re-export or re-copy the photo"
+        ) from None
     return SourceImage(rgb=rgb, sha256=digest, name=path.name)

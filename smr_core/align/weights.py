@@ -20,13 +20,15 @@ DETECTOR_FILES = ("scrfd_10g_bnkps.onnx",)
 RECOGNITION_FILES = ("arcface.onnx", "glintr100.onnx")  # Arc2Face's README swaps glintr100 for arcface.onnx
 PARSER_FILE = "79999_iter.pth"
 
+FETCH_HINT = "`spin-to-mesh weights fetch` downloads and verifies them (smr_core.fetch)"
+
 WHERE_TO_GET = {
-    "antelopev2": "the insightface 'antelopev2' model pack (insightface model zoo; Arc2Face's README also links "
-    "it) unpacked into WEIGHTS/models/antelopev2/",
-    "arcface": "glintr100.onnx from antelopev2, or Arc2Face's arcface.onnx (huggingface FoivosPar/Arc2Face), in "
-    "WEIGHTS/models/antelopev2/",
-    "parser": "79999_iter.pth from zllrunning/face-parsing.PyTorch (the link in SpinMeRound's "
-    "weights/place_weights_here.md), in WEIGHTS/",
+    "antelopev2": "scrfd_10g_bnkps.onnx of insightface's antelopev2 pack (non-commercial; "
+    f"{FETCH_HINT}, or unzip it from insightface's v0.7 GitHub release) in WEIGHTS/models/antelopev2/",
+    "arcface": "Arc2Face's arcface.onnx (huggingface FoivosPar/Arc2Face; or antelopev2's glintr100.onnx) in "
+    f"WEIGHTS/models/antelopev2/; {FETCH_HINT}",
+    "parser": "79999_iter.pth of zllrunning/face-parsing.PyTorch (Google Drive link in its README) in WEIGHTS/; "
+    f"{FETCH_HINT}",
 }
 
 
@@ -121,10 +123,10 @@ TDDFA_FILES = {
     "faceboxes": "FaceBoxesProd.pth",
 }
 TDDFA_WHERE_TO_GET = {
-    "checkpoint": "SpinMeRound's spmr/panohead_cropping/weights/ (or cleardusk/3DDFA_V2's weights/)",
-    "param_stats": "cleardusk/3DDFA_V2's configs/ (git-ignored in SpinMeRound, not in its repo)",
-    "bfm": "cleardusk/3DDFA_V2's configs/ (git-ignored in SpinMeRound, not in its repo)",
-    "faceboxes": "SpinMeRound's spmr/panohead_cropping/FaceBoxes/weights/ (or cleardusk/3DDFA_V2's FaceBoxes/weights/)",
+    "checkpoint": f"cleardusk/3DDFA_V2's weights/ (the same file as SpinMeRound's); {FETCH_HINT}",
+    "param_stats": f"cleardusk/3DDFA_V2's configs/ (git-ignored in SpinMeRound); {FETCH_HINT}",
+    "bfm": f"cleardusk/3DDFA_V2's configs/ (academic use only; git-ignored in SpinMeRound); {FETCH_HINT}",
+    "faceboxes": f"cleardusk/3DDFA_V2's FaceBoxes/weights/ (the same file as SpinMeRound's); {FETCH_HINT}",
 }
 
 
