@@ -55,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eye-level ring only)",
     )
     p.add_argument("--seed", type=int, default=42, help="seed of every random draw (default 42, as the release)")
-    p.add_argument("--weights", default=None, metavar="DIR", help="SpinMeRound weights folder (default $SMR_WEIGHTS)")
+    p.add_argument("--weights", default=None, metavar="DIR",
+                   help="weights folder (default $SMR_WEIGHTS, else the per-user cache); missing files are fetched")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (as HF_HUB_OFFLINE=1); a missing file is one error")
     cfg = p.add_argument("--cfg-scale", type=float, default=3.5, help="classifier-free guidance scale (default 3.5)")
     hidden_alias(p, cfg, "--cfg")
     p.add_argument("--steps", type=int, default=None, help=f"sampler steps (default 50; {TINY_RANDOM_STEPS} with "
@@ -128,9 +131,13 @@ def _handle(args: argparse.Namespace) -> int:
     if args.tiny_random:
         print(BANNER, file=sys.stderr)
     else:
+        from smr_core.fetch import ensure_weights
         from smr_core.weights import find_weights
 
-        find_weights(args.weights)  # all missing files in one error, before any work
+        # fetch (and verify) what is missing on first use, or one error listing it, before any work
+        root = ensure_weights(["views"], args.weights, offline=args.offline or None)
+        args.weights = str(root)
+        find_weights(args.weights)
 
     aligned_dir = args.aligned
     if args.photo is not None:

@@ -61,14 +61,18 @@ def test_photo_to_viewset_with_tiny_random(cli, astronaut, tmp_path, capsys):
     [
         ([], "nothing to generate from", 2),
         (["PHOTO", "--aligned", "somewhere"], "not both", 2),
-        (["PHOTO"], "no weights folder given", 3),
+        (["PHOTO"], "run `spin-to-mesh weights fetch`", 3),  # offline (conftest), empty per-user cache
         (["PHOTO", "--tiny-random", "--views", "0"], "invalid view settings: num_views", 2),
         (["PHOTO", "--tiny-random", "--pitch", "0,95"], "between -90 and 90", 2),
         (["missing.jpg", "--tiny-random"], "missing.jpg", 2),
         (["PHOTO", "--tiny-random", "--device", "cuda:99"], "--device cuda:99", 5),
     ],
 )
-def test_user_errors_exit_with_their_code_and_write_nothing(cli, astronaut, tmp_path, capsys, extra, message, code):
+def test_user_errors_exit_with_their_code_and_write_nothing(
+    cli, astronaut, tmp_path, capsys, monkeypatch, extra, message, code
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the per-user weights cache: empty
+    monkeypatch.delenv("SMR_WEIGHTS", raising=False)
     out = tmp_path / "out"
     argv = ["views", "-o", str(out)] + [str(astronaut) if a == "PHOTO" else a for a in extra]
     if "missing.jpg" in argv:
@@ -83,6 +87,7 @@ def test_missing_weights_error_lists_the_files(cli, astronaut, tmp_path, capsys)
     assert cli(["views", str(astronaut), "-o", str(tmp_path / "o"), "--weights", str(tmp_path)]) == 3  # EXIT_WEIGHTS
     err = capsys.readouterr().err
     assert "spmr.ckpt" in err and "encoder" in err and not (tmp_path / "o").exists()
+    assert "--views-backend synthetic" in err  # the weights-free demo is offered too
 
 
 def test_offline_aligned_folder_needs_the_arcface_model(cli, astronaut, tmp_path, capsys, tmp_path_factory):

@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "no ArcFace; auto = antelopev2 when its files are complete, else offline (default)",
     )
     p.add_argument("--weights", default=None, metavar="DIR",
-                   help="folder laid out like SpinMeRound's weights/ (default $SMR_WEIGHTS)")
+                   help="folder laid out like SpinMeRound's weights/ (default $SMR_WEIGHTS, else the per-user cache)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download weights (as HF_HUB_OFFLINE=1); without them align falls back to dlib/GrabCut")
     p.add_argument("--device", default="auto",
                    help="where the matting and 3DDFA networks run: auto (CUDA when available), cpu, cuda, cuda:N "
                    "(default auto)")
@@ -69,6 +71,13 @@ def _handle(args: argparse.Namespace) -> int:
     check_photo_path(args.photo, "align")
     check_output_writable(args.output, create=False)
     device = resolve_device(args.device)
+    if args.backend != "offline":
+        from smr_core.fetch import ensure_weights
+
+        # the release's alignment models are fetched on first use; each has a fallback, so none is required
+        root = ensure_weights(["align"], args.weights, offline=args.offline or None)
+        if args.weights is not None or root.is_dir():
+            args.weights = str(root)
     config = AlignConfig(
         offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement,
         device=device,
