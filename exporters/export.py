@@ -212,6 +212,12 @@ def export_asset(
         synthetic = bool(provenance_raw["synthetic"])
         warning = str(provenance_raw.get("warning", "")) if synthetic else None
         provenance = _json_safe(provenance_raw)
+        # the weights' licences, as the views stage recorded them: every output that used them says so
+        licences = provenance.get("licences") if isinstance(provenance.get("licences"), list) else []
+        licence_summary = {
+            "licences": licences,
+            "commercial_use": all(bool(r.get("commercial_use", False)) for r in licences) if licences else None,
+        }
         albedo = _fit(mesh.albedo, config.max_texture_size)
         normal_map = None if mesh.normal_map is None else _fit(mesh.normal_map, config.max_texture_size)
         stage_done("read", t0)
@@ -256,6 +262,7 @@ def export_asset(
                 "triangle_budget": lod.budget,
                 "synthetic": synthetic,
                 **({"warning": warning, "provenance": provenance} if synthetic else {}),
+                **licence_summary,
             }
             name = "head" if level == 0 else f"head_lod{level}"
             data = build_glb(
@@ -342,6 +349,8 @@ def export_asset(
             "synthetic": synthetic,
             **({"warning": warning} if synthetic else {}),
             "provenance": provenance,
+            # None: no record of the weights used (an older or hand-made mesh); False: some are non-commercial
+            **licence_summary,
             "source": source_info,
             "settings": {
                 "roughness": config.roughness,

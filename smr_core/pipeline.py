@@ -665,6 +665,7 @@ def _generate_and_write(
         reference_note=id_source, step=lambda: counter("identity report"),
     )
     generation = _generation_record(config, pipe, result, face, id_source, report, tiny_random, device)
+    generation["licences"] = _licences_used(weights_dir, face, tiny_random, recogniser is not None)
     vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
     validate_viewset(vs, str(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -677,6 +678,18 @@ def _generate_and_write(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _licences_used(weights_dir: Path | None, face: Any, tiny_random: bool, arcface: bool) -> list[dict[str, Any]]:
+    """Licence records of the weights these views came from, plus the alignment's (face.json), for the outputs."""
+    from smr_core.fetch import weights_licences
+
+    names = [] if tiny_random else ["spmr", "encoder-config", "encoder"]
+    records = weights_licences(weights_dir, names=names + (["arcface"] if arcface else []))
+    backend = getattr(face, "backend", None) or {}
+    seen = {r["name"] for r in records}
+    records += [r for r in backend.get("licences", []) if isinstance(r, dict) and r.get("name") not in seen]
+    return records
 
 
 def _generation_record(

@@ -135,7 +135,9 @@ def _handle(args: argparse.Namespace) -> int:
         from smr_core.weights import find_weights
 
         # fetch (and verify) what is missing on first use, or one error listing it, before any work
-        root = ensure_weights(["views"], args.weights, offline=args.offline or None)
+        # from an aligned folder the face detector is not needed (its arcface.npy, or its absence, is checked later)
+        diffusion_only = ["spmr", "encoder-config", "encoder"] if args.photo is None else None
+        root = ensure_weights(["views"], args.weights, offline=args.offline or None, names=diffusion_only)
         args.weights = str(root)
         find_weights(args.weights)
 

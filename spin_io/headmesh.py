@@ -52,6 +52,9 @@ def provenance_from_generation(generation: dict[str, Any] | None) -> dict[str, A
         out["synthetic_head"] = gen["synthetic_head"]
     if synthetic:
         out["warning"] = SYNTHETIC_WARNING
+    licences = gen.get("licences")
+    if isinstance(licences, list):
+        out["licences"] = [dict(r) for r in licences if isinstance(r, dict)]
     return out
 
 

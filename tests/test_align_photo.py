@@ -68,6 +68,9 @@ def test_written_folder_is_a_valid_contract_without_identity(aligned, landmarks)
     assert info["backend"]["name"] == "offline" and info["backend"]["matting"] == "grabcut"
     licence = info["backend"]["landmarks_licence"]
     assert ("non-commercial" in licence) == (landmarks == "dlib68")
+    # the models used, with licences, for report.json and the GLB (issue 14): here only the packaged landmarker
+    (record,) = info["backend"]["licences"]
+    assert record["name"] == landmarks and record["commercial_use"] == (landmarks == "dlib5")
     # white background: the top corners are background, the face centre is kept
     assert np.all(face.crop[:20, :20] == 255) and face.mask[:20, :20].max() == 0
     eyes = face.keypoints_crop[:2].mean(0).astype(int)

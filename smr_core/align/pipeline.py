@@ -268,6 +268,7 @@ class Aligner:
         yaw, pitch, roll = pose.angles_deg
         backend_info = dict(face_backend.info)
         backend_info["matting"] = matting
+        backend_info["licences"] = _licences_used(self.root, backend_info, matting, refined_by)
         face = AlignedFace(
             crop=crop_white,
             mask=mask,
@@ -320,3 +321,20 @@ def align_photo(
     """
     aligner = Aligner(backend, weights_dir, config or AlignConfig())
     return aligner.align(path_or_array, out_dir, face_index=face_index)
+
+
+def _licences_used(root: Any, info: dict, matting: str, refined_by: str) -> list[dict]:
+    """Licence records of every model file this alignment used (face.json; copied on to report.json and the GLB)."""
+    from smr_core.fetch import weights_licences
+
+    names: list[str] = []
+    packaged: list[str] = []
+    if info.get("name") == "antelopev2":
+        names += ["scrfd", "arcface"]
+    else:
+        packaged.append("dlib68" if "68" in str(info.get("landmarks", "")) else "dlib5")
+    if matting == "bisenet":
+        names.append("bisenet")
+    if refined_by == "3ddfa":
+        names += ["tddfa", "tddfa-stats", "bfm", "faceboxes"]
+    return weights_licences(root, names=names, packaged=packaged)

@@ -305,8 +305,12 @@ def ensure_weights(
     stages: Iterable[str],
     weights_dir: str | os.PathLike[str] | None = None,
     offline: bool | None = None,
+    names: Iterable[str] | None = None,
 ) -> Path:
     """The weights folder holding what `stages` need, fetching missing files first (unless offline).
+
+    `names` narrows the files to those manifest names (e.g. views from an already aligned folder need
+    no face detector).
 
     Call before any heavy work (issue 15: check the weights first). `stages` takes stage or command
     names: "align", "views", "run", "flow". Files already present are trusted as they are (no hashing,
@@ -318,7 +322,8 @@ def ensure_weights(
     """
     root = cache.weights_root(weights_dir)
     stages = stages_of(stages)
-    statuses = [s for s in status(root, select(stages)) if not (s.file.needed_for == {"views"} and _converted(root))]
+    chosen = [wf for wf in select(stages) if names is None or wf.name in set(names)]
+    statuses = [s for s in status(root, chosen) if not (s.file.needed_for == {"views"} and _converted(root))]
     changed = [s for s in statuses if s.present and s.verified is False]
     if changed:
         raise ChecksumMismatchError(
