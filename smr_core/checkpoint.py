@@ -4,9 +4,15 @@ Official layout (SPINMEROUND.md §4): spmr.ckpt is a Lightning checkpoint whose 
 model.diffusion_model.* (UNet), first_stage_model.* (VAE), optionally conditioner.* (Arc2Face
 encoder; overrides models/encoder/, §4.1) and model_ema.* (ignored unless asked for). Every
 tensor must map onto our modules and every parameter must be present: a missing, unexpected or
-mis-shaped key is a CheckpointError that names it (the release loads with strict=False and only
-prints them). Widths are read from tensor shapes, so small checkpoints in the official layout
-(tests, `--tiny-random`) load through this same path.
+mis-shaped key is a CheckpointError that names the first few, with their shapes, in one line (the
+release loads with strict=False and only prints them).
+
+The UNet and VAE architectures are read from the keys and shapes (`infer_unet_config`,
+`infer_vae_config`: levels, widths, ResBlocks per level, attention levels, transformer depths,
+context width, latent channels), so official-layout checkpoints of any depth and width (tests,
+`--tiny-random`, fine-tunes) load through this same path. What tensors cannot show (attention
+heads, GroupNorm groups) keeps the release's values. The text encoder's architecture is its
+folder's config.json, as in the authors' code, which builds it from there before loading spmr.ckpt.
 
 Modules are built on the meta device and the loaded tensors are assigned, so no time is spent on
 random initialisation and no second copy of the weights is made on the CPU.
@@ -16,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +40,7 @@ from spin_io.atomic import make_temp_dir, replace_dir
 MANIFEST_FORMAT = "spin-to-mesh/spinmeround-weights"
 MANIFEST_VERSION = 1
 CONVERT_STAGES = ("read + hash", "unet", "vae", "text encoder", "finish")
-_MAX_LISTED = 12
+_MAX_LISTED = 5  # keys quoted in an error message; the rest are counted
 
 
 # --------------------------------------------------------------------------- reading files
@@ -97,22 +104,35 @@ def _weights_file(folder: Path, names: tuple[str, ...]) -> Path:
 # --------------------------------------------------------------------------- strict loading
 
 
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED])
+def _listing(keys: list[str], shapes: Mapping[str, tuple[int, ...]] | None = None) -> str:
+    """The first _MAX_LISTED keys (with their shapes when known) and how many more there are."""
+    shapes = shapes or {}
+    shown = ", ".join(f"{k} {list(shapes[k])}" if k in shapes else k for k in keys[:_MAX_LISTED])
     return shown + (f", ... ({len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
-def check_keys(found: set[str], expected: set[str], what: str, source: Path | str) -> None:
-    """Raise CheckpointError naming missing and unexpected keys of one component."""
-    missing = sorted(expected - found)
-    unexpected = sorted(found - expected)
+def check_keys(
+    found: Mapping[str, tuple[int, ...]] | set[str],
+    expected: Mapping[str, tuple[int, ...]] | set[str],
+    what: str,
+    source: Path | str,
+) -> None:
+    """Raise CheckpointError naming the first missing and unexpected keys of one component, in one line.
+
+    Given key -> shape mappings, each listed key carries its shape (the model's for a missing key,
+    the file's for an unexpected one), which usually tells which architecture the file was made for.
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if not (missing or unexpected):
         return
+    model_shapes = expected if isinstance(expected, Mapping) else None
+    file_shapes = found if isinstance(found, Mapping) else None
     parts = []
     if missing:
-        parts.append(f"missing {len(missing)} key(s): {_listing(missing)}")
+        parts.append(f"missing {len(missing)} key(s): {_listing(missing, model_shapes)}")
     if unexpected:
-        parts.append(f"unexpected {len(unexpected)} key(s): {_listing(unexpected)}")
+        parts.append(f"unexpected {len(unexpected)} key(s): {_listing(unexpected, file_shapes)}")
     raise CheckpointError(
         f"{source}: the {what} weights do not match the SpinMeRound model ({'; '.join(parts)}). "
         "Check that the file is the SpinMeRound release (or a conversion of it) and not truncated"
@@ -133,8 +153,8 @@ def load_strict(
     display = display or {}
     expected = module.state_dict()
     check_keys(
-        {display.get(k, k) for k in state_dict},
-        {display.get(k, k) for k in expected},
+        {display.get(k, k): tuple(v.shape) for k, v in state_dict.items()},
+        {display.get(k, k): tuple(v.shape) for k, v in expected.items()},
         what,
         source,
     )
@@ -157,53 +177,235 @@ def load_strict(
 # --------------------------------------------------------------------------- components
 
 
-def _shape(sd: dict[str, torch.Tensor], key: str, source: Path) -> tuple[int, ...]:
+def _shape(sd: dict[str, torch.Tensor], key: str, source: Path, prefix: str = "") -> tuple[int, ...]:
+    """Shape of sd[key]; a missing key (one the architecture cannot be read without) is a CheckpointError."""
     if key not in sd:
-        raise CheckpointError(f"{source}: missing key {key}")
+        raise CheckpointError(f"{source}: missing key {prefix}{key}, needed to read the architecture")
     return tuple(sd[key].shape)
 
 
+def _unsupported(source: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{source}: {what}; this loader supports the SpinMeRound UNet/VAE family only")
+
+
+def _indices(keys: list[str], pattern: str) -> list[int]:
+    """Sorted distinct values of the first group of `pattern` among keys."""
+    return sorted({int(m[1]) for k in keys if (m := re.match(pattern, k))})
+
+
+def _depth(keys: list[str], block: str) -> int:
+    """Transformer blocks inside the SpatialTransformer `block` (e.g. "input_blocks.1.1")."""
+    return len(_indices(keys, re.escape(block) + r"\.transformer_blocks\.(\d+)\."))
+
+
 def infer_unet_config(official: dict[str, torch.Tensor], source: Path) -> dict[str, Any]:
-    """UNet widths from tensor shapes (official names); the rest is the SpinMeRound config."""
+    """The diffusers UNet config of model.diffusion_model.* tensors, read from keys and shapes.
+
+    Walking input_blocks.{n} in order gives the levels: a ResBlock (n.0.in_layers) adds a layer to
+    the current level, a downsampler (n.0.op) starts the next one. Per level: width (in_layers.2 out
+    channels), layers (num_res_blocks), attention (an n.1 SpatialTransformer) and its depth
+    (transformer_blocks.{d}); middle_block.1 gives the middle depth and attn2.to_k the context width.
+    conv_in/out.2 give in/out channels, proj_in's rank use_linear_in_transformer, emb_layers.1's
+    width use_scale_shift_norm. Not in the tensors, kept at the release's values: 8 heads per
+    attention layer (num_heads: 8), 32 GroupNorm groups, flip_sin_to_cos, the sinusoid's period.
+    A class (label_emb.*) or camera (camera_embed.*) embedding, which SpinMeRound does not have,
+    is reported by the key check as unexpected keys with their shapes (which give its dimensions).
+    """
     from smr_core.unet import spinmeround_unet_config
 
     p = keymaps.UNET_PREFIX
-    conv_in = _shape(official, p + "input_blocks.0.0.weight", source)
-    conv_out = _shape(official, p + "out.2.weight", source)
-    widths = tuple(_shape(official, f"{p}input_blocks.{i}.0.in_layers.2.weight", source)[0] for i in (1, 4, 7, 10))
-    cross = _shape(official, p + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", source)[1]
-    time_dim = _shape(official, p + "time_embed.0.weight", source)[0]
-    if time_dim != 4 * widths[0]:
-        raise CheckpointError(f"{source}: time embedding width {time_dim} is not 4 x {widths[0]}")
-    return spinmeround_unet_config(
-        in_channels=conv_in[1], out_channels=conv_out[0], block_out_channels=widths, cross_attention_dim=cross
+    sd = {k.removeprefix(p): v for k, v in official.items()}
+    keys = list(sd)
+    if not keys:
+        raise CheckpointError(f"{source} holds no UNet tensors ({p}*); is it a SpinMeRound checkpoint?")
+
+    def shape(key: str) -> tuple[int, ...]:
+        return _shape(sd, key, source, p)
+
+    conv_in = shape("input_blocks.0.0.weight")
+    model_channels = conv_in[0]
+    widths: list[int] = []
+    layers: list[int] = []
+    attention: list[list[bool]] = []
+    depth: list[set[int]] = []
+    linear: set[bool] = set()
+    scale_shift: set[bool] = set()
+    blocks = _indices(keys, r"input_blocks\.(\d+)\.")
+    if blocks != list(range(len(blocks))):
+        raise CheckpointError(f"{source}: UNet input_blocks are not numbered 0..{len(blocks) - 1} ({blocks})")
+    level_open = True
+    for n in blocks[1:]:
+        if f"input_blocks.{n}.0.op.weight" in sd:
+            level_open = False
+            continue
+        if f"input_blocks.{n}.0.in_layers.2.weight" not in sd:
+            raise _unsupported(
+                source, f"UNet input_blocks.{n} is neither a ResBlock nor a conv downsampler (resblock_updown?)"
+            )
+        if not level_open or not widths:
+            widths.append(shape(f"input_blocks.{n}.0.in_layers.2.weight")[0])
+            layers.append(0)
+            attention.append([])
+            depth.append(set())
+            level_open = True
+        out = shape(f"input_blocks.{n}.0.in_layers.2.weight")[0]
+        if out != widths[-1]:
+            raise CheckpointError(f"{source}: UNet level {len(widths) - 1} mixes widths {widths[-1]} and {out}")
+        layers[-1] += 1
+        scale_shift.add(shape(f"input_blocks.{n}.0.emb_layers.1.weight")[0] == 2 * out)
+        has_attention = any(k.startswith(f"input_blocks.{n}.1.") for k in keys)
+        attention[-1].append(has_attention)
+        if has_attention:
+            depth[-1].add(_depth(keys, f"input_blocks.{n}.1"))
+            linear.add(len(shape(f"input_blocks.{n}.1.proj_in.weight")) == 2)
+    levels = len(widths)
+    if levels == 0:
+        raise CheckpointError(f"{source}: the UNet has no ResBlocks (input_blocks.1.0.in_layers.*)")
+    if widths[0] != model_channels:
+        raise _unsupported(
+            source, f"UNet level 0 is {widths[0]} wide but conv_in gives {model_channels} (channel_mult[0] != 1)"
+        )
+    for level, flags in enumerate(attention):
+        if len(set(flags)) > 1:
+            raise _unsupported(
+                source, f"UNet level {level} has attention after some ResBlocks only (num_attention_blocks)"
+            )
+        if len(depth[level]) > 1:
+            raise _unsupported(source, f"UNet level {level} mixes transformer depths {sorted(depth[level])}")
+    has_attn = [bool(flags[0]) for flags in attention]
+    mid_depth = _depth(keys, "middle_block.1")
+    if mid_depth == 0:
+        raise _unsupported(
+            source, "the UNet middle block has no SpatialTransformer (middle_block.1.transformer_blocks)"
+        )
+    linear.add(len(shape("middle_block.1.proj_in.weight")) == 2)
+    depths = [min(depth[i]) if has_attn[i] else 1 for i in range(levels)]
+    if has_attn[-1] and depths[-1] != mid_depth:
+        raise _unsupported(
+            source, f"UNet last-level transformer depth {depths[-1]} differs from the middle's {mid_depth}"
+        )
+    depths[-1] = mid_depth  # diffusers' mid block takes the last level's depth
+    if len(linear) > 1 or len(scale_shift) > 1:
+        raise CheckpointError(f"{source}: UNet blocks mix conv/linear transformer projections or norm types")
+    # every transformer has the same context width; the middle one always exists
+    context_key = min(
+        (k for k in keys if k.endswith(".attn2.to_k.weight")),
+        default="middle_block.1.transformer_blocks.0.attn2.to_k.weight",
     )
+    time_dim = shape("time_embed.0.weight")[0]
+    if time_dim != 4 * model_channels:
+        raise CheckpointError(f"{source}: time embedding width {time_dim} is not 4 x {model_channels}")
+    config = spinmeround_unet_config(
+        in_channels=conv_in[1],
+        out_channels=shape("out.2.weight")[0],
+        block_out_channels=tuple(widths),
+        layers_per_block=layers[0] if len(set(layers)) == 1 else tuple(layers),
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in has_attn),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(has_attn)),
+        transformer_layers_per_block=depths[0] if len(set(depths)) == 1 else tuple(depths),
+        cross_attention_dim=shape(context_key)[1],
+        use_linear_projection=linear.pop(),
+    )
+    if scale_shift.pop():  # diffusers' own key, absent from the release config (which uses its default)
+        config["resnet_time_scale_shift"] = "scale_shift"
+    return config
 
 
 def infer_vae_config(official: dict[str, torch.Tensor], source: Path) -> dict[str, Any]:
-    """VAE widths from tensor shapes (official names)."""
+    """The diffusers AutoencoderKL config of first_stage_model.* tensors, read from keys and shapes.
+
+    Levels: encoder.down.{i}; num_res_blocks: encoder.down.{i}.block.{j} (one value for all levels,
+    the decoder has one block more); widths (ch * ch_mult): down.{i}.block.0.conv1 out channels;
+    attention per level: down.{i}.attn.* / up.{i}.attn.* (attn_resolutions), in the middle:
+    mid.attn_1.*; z_channels: decoder.conv_in in channels, double_z: encoder.conv_out = 2 z;
+    embed_dim: post_quant_conv in channels. Not in the tensors: 32 GroupNorm groups (ldm's Normalize).
+    """
     from smr_core.vae import spinmeround_vae_config
 
     p = keymaps.VAE_PREFIX
-    widths = tuple(_shape(official, f"{p}encoder.down.{i}.block.0.conv1.weight", source)[0] for i in range(4))
-    return spinmeround_vae_config(
-        in_channels=_shape(official, p + "encoder.conv_in.weight", source)[1],
-        out_channels=_shape(official, p + "decoder.conv_out.weight", source)[0],
-        latent_channels=_shape(official, p + "post_quant_conv.weight", source)[0],
+    sd = {k.removeprefix(p): v for k, v in official.items()}
+    keys = list(sd)
+    if not keys:
+        raise CheckpointError(f"{source} holds no VAE tensors ({p}*); the VAE has no other source (§4.1)")
+
+    def shape(key: str) -> tuple[int, ...]:
+        return _shape(sd, key, source, p)
+
+    levels = _indices(keys, r"encoder\.down\.(\d+)\.")
+    if not levels or levels != list(range(len(levels))):
+        raise CheckpointError(f"{source}: VAE encoder levels (encoder.down.{{i}}) are not numbered 0..n-1: {levels}")
+    per_level = {len(_indices(keys, rf"encoder\.down\.{i}\.block\.(\d+)\.")) for i in levels}
+    if len(per_level) != 1:
+        raise _unsupported(source, f"VAE encoder levels have different numbers of ResBlocks {sorted(per_level)}")
+    widths = tuple(shape(f"encoder.down.{i}.block.0.conv1.weight")[0] for i in levels)
+    ch = shape("encoder.conv_in.weight")[0]
+    if widths[0] != ch:
+        raise _unsupported(source, f"VAE level 0 is {widths[0]} wide but conv_in gives {ch} (ch_mult[0] != 1)")
+    z_channels = shape("decoder.conv_in.weight")[1]
+    moments = shape("encoder.conv_out.weight")[0]
+    if moments != 2 * z_channels:
+        raise _unsupported(
+            source, f"the VAE encoder outputs {moments} channels for z_channels {z_channels} (double_z false)"
+        )
+    embed_dim = shape("post_quant_conv.weight")[1]
+    if embed_dim != z_channels:
+        raise _unsupported(source, f"VAE embed_dim {embed_dim} differs from z_channels {z_channels}")
+    mid = {part: any(k.startswith(f"{part}.mid.attn_1.") for k in keys) for part in ("encoder", "decoder")}
+    if mid["encoder"] != mid["decoder"]:
+        raise _unsupported(source, "only one of the VAE encoder/decoder has mid-block attention")
+
+    def attends(part: str, i: int) -> bool:
+        return any(k.startswith(f"{part}.{'down' if part == 'encoder' else 'up'}.{i}.attn.") for k in keys)
+
+    config = spinmeround_vae_config(
+        in_channels=shape("encoder.conv_in.weight")[1],
+        out_channels=shape("decoder.conv_out.weight")[0],
+        latent_channels=z_channels,
         block_out_channels=widths,
+        layers_per_block=per_level.pop(),
+        down_block_types=tuple(
+            "AttnDownEncoderBlock2D" if attends("encoder", i) else "DownEncoderBlock2D" for i in levels
+        ),
+        up_block_types=tuple(
+            "AttnUpDecoderBlock2D" if attends("decoder", i) else "UpDecoderBlock2D" for i in reversed(levels)
+        ),
     )
+    if not mid["encoder"]:  # attn_type "none"; a diffusers key the release config leaves at its default
+        config["mid_block_add_attention"] = False
+    return config
+
+
+def _official_shapes(module: torch.nn.Module, to_official: dict[str, str], vae: bool) -> dict[str, tuple[int, ...]]:
+    """Official key -> the shape the file must hold, for a (meta) module."""
+    out: dict[str, tuple[int, ...]] = {}
+    for key, value in module.state_dict().items():
+        shape = tuple(value.shape)
+        if vae and keymaps.is_vae_conv1x1(key) and len(shape) == 2:
+            shape = (*shape, 1, 1)
+        out[to_official[key]] = shape
+    return out
+
+
+def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in tensors.items()}
+
+
+def unet_plan(official: dict[str, torch.Tensor], source: Path) -> tuple[Any, dict[str, str]]:
+    """A meta-device UNet of the checkpoint's architecture and its our-key -> official-key map."""
+    from smr_core.unet import build_unet
+
+    with torch.device("meta"):
+        unet = build_unet(infer_unet_config(official, source))
+    return unet, keymaps.unet_official_keys(unet.state_dict())
 
 
 def unet_from_official(official: dict[str, torch.Tensor], source: Path) -> Any:
     """diffusers UNet2DConditionModel from model.diffusion_model.* tensors (strict)."""
-    from smr_core.unet import build_unet
-
-    keymap = keymaps.unet_keymap()
-    check_keys(set(official), set(keymap.to_ours), "UNet", source)
-    with torch.device("meta"):
-        unet = build_unet(infer_unet_config(official, source))
-    ours = {keymap.to_ours[k]: v for k, v in official.items()}
-    load_strict(unet, ours, "UNet", source, display=keymap.to_official)
+    unet, to_official = unet_plan(official, source)
+    check_keys(_shapes(official), _official_shapes(unet, to_official, vae=False), "UNet", source)
+    to_ours = {v: k for k, v in to_official.items()}
+    ours = {to_ours[k]: v for k, v in official.items()}
+    load_strict(unet, ours, "UNet", source, display=to_official)
     return unet
 
 
@@ -211,12 +413,13 @@ def vae_from_official(official: dict[str, torch.Tensor], source: Path) -> Any:
     """diffusers AutoencoderKL from first_stage_model.* tensors (strict; 1x1 conv -> linear)."""
     from smr_core.vae import build_vae
 
-    keymap = keymaps.vae_keymap()
-    check_keys(set(official), set(keymap.to_ours), "VAE", source)
     with torch.device("meta"):
         vae = build_vae(infer_vae_config(official, source))
-    ours = {keymap.to_ours[k]: keymaps.vae_tensor_to_ours(keymap.to_ours[k], v) for k, v in official.items()}
-    load_strict(vae, ours, "VAE", source, display=keymap.to_official)
+    to_official = keymaps.vae_official_keys(vae.state_dict())
+    check_keys(_shapes(official), _official_shapes(vae, to_official, vae=True), "VAE", source)
+    to_ours = {v: k for k, v in to_official.items()}
+    ours = {to_ours[k]: keymaps.vae_tensor_to_ours(to_ours[k], v) for k, v in official.items()}
+    load_strict(vae, ours, "VAE", source, display=to_official)
     return vae
 
 
@@ -301,7 +504,9 @@ def _apply_ema(parts: dict[str, dict[str, torch.Tensor]], source: Path) -> None:
     ema = parts["ema"]
     if not ema:
         raise CheckpointError(f"{source} holds no EMA weights (model_ema.*); load it without --ema")
-    wanted = {keymaps.ema_key(k): k for k in keymaps.unet_keymap().to_ours}
+    # LitEma's names drop the dots, so they are matched against the raw UNet's (architecture read from it)
+    _, to_official = unet_plan(parts["unet"], source)
+    wanted = {keymaps.ema_key(k): k for k in to_official.values()}
     bookkeeping = {keymaps.EMA_PREFIX + "decay", keymaps.EMA_PREFIX + "num_updates"}
     check_keys(set(ema) - bookkeeping, set(wanted), "EMA UNet", source)
     parts["unet"] = {wanted[k]: v for k, v in ema.items() if k in wanted}

@@ -60,19 +60,26 @@ def _randomise_norms(module: torch.nn.Module, generator: torch.Generator) -> Non
                 sub.bias.copy_(0.1 * torch.randn(sub.bias.shape, generator=generator))
 
 
-def build_tiny_models(seed: int = 0) -> tuple[Any, Any, Any]:
+def build_tiny_models(
+    seed: int = 0,
+    unet_config: dict[str, Any] | None = None,
+    vae_config: dict[str, Any] | None = None,
+    text_config: Any = None,
+) -> tuple[Any, Any, Any]:
     """(diffusers UNet, diffusers AutoencoderKL, transformers CLIPTextModel) with seeded random weights.
 
-    The global RNG is forked, so calling this leaves torch's default generator untouched.
+    The configs default to the tiny ones above; others (depths, widths, attention levels) let tests
+    check that any official-layout checkpoint loads. The global RNG is forked, so calling this leaves
+    torch's default generator untouched.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**tiny_unet_config())
-        vae = AutoencoderKL(**tiny_vae_config())
-        text = CLIPTextModel(tiny_text_config())
+        unet = UNet2DConditionModel(**(unet_config or tiny_unet_config()))
+        vae = AutoencoderKL(**(vae_config or tiny_vae_config()))
+        text = CLIPTextModel(text_config or tiny_text_config())
     generator = torch.Generator().manual_seed(seed + 1)
     for module in (unet, vae, text):
         _randomise_norms(module, generator)
@@ -88,6 +95,9 @@ def write_tiny_weights(
     checkpoint_format: str = "ckpt",
     text_naming: str = "4.x",
     alignment_placeholders: bool = False,
+    unet_config: dict[str, Any] | None = None,
+    vae_config: dict[str, Any] | None = None,
+    text_config: Any = None,
 ) -> Path:
     """Write a complete tiny weights folder in the OFFICIAL layout and return its path.
 
@@ -98,20 +108,22 @@ def write_tiny_weights(
     weights different from the folder's, so tests can see which one wins); ema adds
     model_ema.* copies (UNet weights + 0.01) plus LitEma's decay/num_updates.
     alignment_placeholders writes EMPTY stand-ins for antelopev2/*.onnx and 79999_iter.pth: they
-    satisfy the file checks only and cannot run alignment.
+    satisfy the file checks only and cannot run alignment. unet_config/vae_config/text_config
+    replace the tiny architectures (see build_tiny_models); keys follow the official naming rules.
     """
     from safetensors.torch import save_file
 
     from spin_io.atomic import atomic_path, atomic_write_bytes
 
     root = Path(root)
-    unet, vae, text = build_tiny_models(seed)
-    state = keymaps.to_official_state_dict(unet=unet.state_dict(), vae=vae.state_dict())
+    unet, vae, text = build_tiny_models(seed, unet_config, vae_config, text_config)
+    unet_state = keymaps.unet_to_official(unet.state_dict())
+    state = {**unet_state, **keymaps.vae_to_official(vae.state_dict())}
     if conditioner_in_checkpoint:
-        _, _, other_text = build_tiny_models(seed + 1000)
+        _, _, other_text = build_tiny_models(seed + 1000, unet_config, vae_config, text_config)
         state.update(keymaps.text_keys_to_official(other_text.state_dict()))
     if ema:
-        for key in keymaps.unet_keymap().to_ours:
+        for key in unet_state:
             state[keymaps.ema_key(key)] = state[key] + 0.01
         state[keymaps.EMA_PREFIX + "decay"] = torch.tensor(0.9999)
         state[keymaps.EMA_PREFIX + "num_updates"] = torch.tensor(1000, dtype=torch.int32)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from diffusers import UNet2DConditionModel
 
-from smr_core.attention import MULTIVIEW_BLOCKS, AttentionBackend, set_spinmeround_processors
+from smr_core.attention import AttentionBackend, SpinMeRoundAttnProcessor, set_spinmeround_processors
 
 LATENT_CHANNELS = 8  # 4 RGB-latent + 4 normals-latent channels
 COND_CHANNELS = 145  # 144 ray-map channels + 1 mask channel (§3.2)
@@ -60,13 +60,43 @@ def build_unet(config: dict[str, Any]) -> UNet2DConditionModel:
     return UNet2DConditionModel(**config)
 
 
+def multiview_blocks(unet: UNet2DConditionModel) -> tuple[str, ...]:
+    """The block groups whose attn1 is multi-view: every level but the full-resolution one, and the middle.
+
+    The authors' UNet builds SpatialTransformer3D at every level > 0 and in the middle (§3.3); for
+    the release's 4 levels this is smr_core.attention.MULTIVIEW_BLOCKS plus two blocks without
+    attention (down_blocks.3, up_blocks.0). Read from the block count, it holds for any depth.
+    """
+    n = len(unet.down_blocks)
+    return (
+        tuple(f"down_blocks.{i}" for i in range(1, n))
+        + ("mid_block",)
+        + tuple(f"up_blocks.{k}" for k in range(n - 1))  # up_blocks.{n-1} is level 0
+    )
+
+
+def install_processors(unet: UNet2DConditionModel, backend: AttentionBackend = "auto") -> None:
+    """Our attention processors, multi-view exactly on `multiview_blocks(unet)` (any number of levels)."""
+    set_spinmeround_processors(unet, multiview=True, backend=backend)  # also checks every layer once
+    blocks = multiview_blocks(unet)
+    processors = dict(unet.attn_processors)
+    changed = False
+    for name, processor in processors.items():
+        wanted = ".attn1." in name and any(name.startswith(block + ".") for block in blocks)
+        if processor.multiview != wanted:
+            processors[name] = SpinMeRoundAttnProcessor(multiview=wanted, backend=backend)
+            changed = True
+    if changed:
+        unet.set_attn_processor(processors)
+
+
 def pruning_block(unet: UNet2DConditionModel) -> int | None:
     """Index of the first up block after the last multi-view one, where frames stop interacting.
 
     None when there is no such block with cross-attention (the hook reads keep_frames from the
     cross_attention_kwargs that diffusers passes only to those blocks).
     """
-    multiview_up = [int(b.split(".")[1]) for b in MULTIVIEW_BLOCKS if b.startswith("up_blocks.")]
+    multiview_up = [int(b.split(".")[1]) for b in multiview_blocks(unet) if b.startswith("up_blocks.")]
     index = max(multiview_up, default=-1) + 1
     if index >= len(unet.up_blocks) or not getattr(unet.up_blocks[index], "has_cross_attention", False):
         return None
@@ -106,7 +136,7 @@ class MultiViewUNet(torch.nn.Module):
             raise ValueError(f"SpinMeRound UNet needs in/out channels {expected}, got {got}")
         self.unet = unet
         self.attention_backend = attention_backend
-        set_spinmeround_processors(self.unet, multiview=True, backend=attention_backend)
+        install_processors(self.unet, backend=attention_backend)
         self._pruning_block = pruning_block(unet)
         if self._pruning_block is not None:
             self.unet.up_blocks[self._pruning_block].register_forward_pre_hook(_drop_frames, with_kwargs=True)
@@ -118,7 +148,7 @@ class MultiViewUNet(torch.nn.Module):
 
     def set_attention_backend(self, backend: AttentionBackend) -> None:
         """Choose the SDPA kernel of every attention layer (smr_core.attention); keeps fused projections."""
-        set_spinmeround_processors(self.unet, multiview=True, backend=backend)
+        install_processors(self.unet, backend=backend)
         self.attention_backend = backend
 
     def fuse_qkv_projections(self) -> None:

@@ -246,7 +246,7 @@ def test_cli_check_and_convert(official, tmp_path, capsys):
     assert cli_main(["weights", "check", str(official)]) == 0
     out = capsys.readouterr().out
     assert "official layout" in out and "alignment" in out and "complete" in out
-    assert cli_main(["weights", "check", str(tmp_path)]) == 2
+    assert cli_main(["weights", "check", str(tmp_path)]) == 3  # EXIT_WEIGHTS
     out = capsys.readouterr().out
     assert "INCOMPLETE" in out and "spmr.ckpt" in out
     dst = tmp_path / "conv"

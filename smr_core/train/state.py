@@ -153,9 +153,10 @@ def export_weights(
     unet_state = {k: v.detach().float().cpu() for k, v in unet.state_dict().items()}
     state = keymaps.to_official_state_dict(unet=unet_state, vae={k: v.cpu() for k, v in vae.state_dict().items()})
     if ema_shadow is not None:
+        # named by the depth-independent rules, so a model of any architecture exports (not only the release's)
+        to_official = keymaps.unet_official_keys(unet_state)
         for ours, value in ema_shadow.items():
-            official = keymaps.unet_keymap().to_official[ours]
-            state[keymaps.ema_key(official)] = value.detach().float().cpu()
+            state[keymaps.ema_key(to_official[ours])] = value.detach().float().cpu()
         state[keymaps.EMA_PREFIX + "decay"] = torch.tensor(ema_decay)
         state[keymaps.EMA_PREFIX + "num_updates"] = torch.tensor(ema_updates, dtype=torch.int32)
     state = {k: v.contiguous() for k, v in state.items()}
