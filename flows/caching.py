@@ -9,6 +9,7 @@ the cache instead of paying for diffusion again.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import importlib.util
@@ -83,10 +84,18 @@ def stage_cache_key(context: Any, arguments: dict[str, Any]) -> str:
     return stage_key(context.task.name, arguments)
 
 
+# OSErrors that the same attempt would meet again: permissions, a read-only or full disk, a missing path.
+PERSISTENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+                               errno.ENOTDIR, errno.EISDIR})
+
+
 def is_transient(exc: BaseException | None) -> bool:
-    """Worth a retry: not a user error and not a timeout (a stage that ran out of time would again)."""
+    """Worth a retry: not a user error, not a timeout (a stage that ran out of time would again), and not a
+    file-system refusal such as PermissionError (retrying an unwritable output only wastes the backoff)."""
     if exc is None:
         return True
+    if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno in PERSISTENT_ERRNOS):
+        return False
     return not isinstance(exc, (*user_error_types(), TimeoutError))
 
 

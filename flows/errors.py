@@ -16,7 +16,15 @@ class StageUnavailableError(FlowError):
 
 
 class PhotosFailedError(FlowError):
-    """Some photos of a run failed; the summary names each one with its stage and error."""
+    """Every photo of a run failed; `summary` (the RunSummary) names each one with its stage and error.
+
+    The flow raises it so the run shows as failed in the Prefect UI; `spin-to-mesh run` prints the
+    summary from it instead of Prefect's traceback.
+    """
+
+    def __init__(self, message: str, summary: object | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:

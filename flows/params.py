@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smr_core.attention_backends import AttentionBackend
 
@@ -53,7 +53,7 @@ class ViewsParams(_Params):
         "renders a procedural ground-truth head at the same cameras: for demos and tests without weights only.",
     )
     num_views: int = Field(8, ge=2, le=32, description="Views per pitch ring, evenly spaced in yaw; the input photo "
-                           "is the eye-level ring's azimuth-0 view.")
+                           "is the eye-level ring's azimuth-0 view (CLI --views).")
     pitch_rings_deg: list[float] = Field(
         default_factory=lambda: [0.0, 20.0, -15.0],
         min_length=1,
@@ -95,7 +95,10 @@ class ViewsParams(_Params):
 class ReconParams(_Params):
     """Reconstruction of a textured mesh from the views (recon)."""
 
-    texture_size: int = Field(1024, ge=64, le=8192, description="Side of the baked albedo texture in pixels.")
+    texture_size: int = Field(
+        2048, ge=64, le=8192, description="Side of the baked albedo texture in pixels (CLI --texture-size; the same "
+        "default as `spin-to-mesh recon`)."
+    )
     preset: Literal["preview", "standard"] = Field(
         "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps)."
     )
@@ -110,8 +113,14 @@ class ExportParams(_Params):
         max_length=8,
         description="Triangle budget of each LOD, LOD0 first (head.glb, head_lod1.glb, ...); must not increase.",
     )
-    texture_size: int | None = Field(
-        None, ge=16, le=16_384, description="Resize the GLB textures to N x N pixels (empty = keep the baked size)."
+    max_texture_size: int | None = Field(
+        None,
+        ge=16,
+        le=16_384,
+        # 'texture_size' is the field's old name: deployments and saved runs that still use it keep working
+        validation_alias=AliasChoices("max_texture_size", "texture_size"),
+        description="Largest texture side of LOD0 in pixels: a bigger baked albedo is scaled down to fit, never up "
+        "(CLI --max-texture-size; empty = keep the baked size).",
     )
     roughness: float = Field(0.7, ge=0.0, le=1.0, description="glTF metallic-roughness roughness of the head material.")
     normal_maps: bool = Field(

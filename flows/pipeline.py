@@ -10,7 +10,9 @@ out by running more flow runs (shards) on more workers, one per GPU: see docs/PR
 
 from __future__ import annotations
 
+import errno
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows import artifacts, stages
-from flows.errors import PhotosFailedError
+from flows.errors import PhotosFailedError, user_error_types
 from flows.inputs import photo_id, resolve_photos, sha256_file
 from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, RunParameters, ViewsParams
 from flows.records import (
@@ -34,6 +36,8 @@ from flows.records import (
     to_uri,
 )
 from flows.tasks import configure_task
+from spin_io.errors import EXIT_CRASH, EXIT_OUTPUT, EXIT_USAGE, exit_code_of
+from spin_io.preflight import check_output_writable, resolve_device
 
 FLOW_NAME = "spin-to-mesh"
 CACHE_DIRNAME = ".spin-cache"
@@ -62,20 +66,36 @@ def _show(make_artifact: Any, *args: Any) -> None:
         get_run_logger().warning("could not create the %s artifact: %s", make_artifact.__name__, exc)
 
 
-def _error_of(state: State) -> tuple[str, str]:
+_OUTPUT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def exit_code_for(exc: BaseException | None) -> int:
+    """The documented exit code a photo's failure maps to: the user error's own, the output's, else a crash."""
+    if exc is not None and isinstance(exc, user_error_types()):
+        return exit_code_of(exc)
+    if isinstance(exc, OSError) and (isinstance(exc, PermissionError) or exc.errno in _OUTPUT_ERRNOS):
+        return EXIT_OUTPUT
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+        return EXIT_USAGE
+    return EXIT_CRASH
+
+
+def _error_of(state: State) -> tuple[str, str, int]:
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, BaseException):
-        return type(exc).__name__, str(exc)
-    return state.type.value, state.message or "unknown error"
+        return type(exc).__name__, str(exc), exit_code_for(exc)
+    return state.type.value, state.message or "unknown error", EXIT_CRASH
 
 
 class _PhotoRun:
     """Bookkeeping of one photo while its stages run."""
 
-    def __init__(self, photo: PhotoRecord) -> None:
+    def __init__(self, photo: PhotoRecord, index: int = 0, total: int = 1) -> None:
         self.photo = photo
+        self.index = index  # 0-based position in the run, for the progress display
+        self.total = total
         self.cached: list[str] = []
-        self.failure: tuple[str, str, str] | None = None  # stage, error type, message
+        self.failure: tuple[str, str, str, int] | None = None  # stage, error type, message, exit code
 
     def take(self, stage: str, state: State) -> Any | None:
         """The record of a finished stage, or None after recording the failure."""
@@ -88,21 +108,30 @@ class _PhotoRun:
 
     def result(self, asset: AssetRecord | None, metrics: dict[str, Any]) -> PhotoResult:
         if asset is None:
-            stage, etype, msg = self.failure or ("unknown", "Error", "no result")
+            stage, etype, msg, code = self.failure or ("unknown", "Error", "no result", EXIT_CRASH)
             return PhotoResult(photo_id=self.photo.photo_id, source=self.photo.uri, status="failed",
-                               failed_stage=stage, error_type=etype, error=msg, cached_stages=self.cached)
+                               failed_stage=stage, error_type=etype, error=msg, exit_code=code,
+                               cached_stages=self.cached)
         return PhotoResult(photo_id=self.photo.photo_id, source=self.photo.uri, status="completed",
                            glb_uri=asset.glb_uri, cached_stages=self.cached, metrics=metrics)
 
 
 def _run_stage(stage: str, run: RunParameters, cache_dir: Path, photo_run: _PhotoRun, **arguments: Any) -> Any | None:
     """Run one stage task to its end; a cache hit whose files are gone is recomputed."""
+    where = {"photo_id": photo_run.photo.photo_id, "index": photo_run.index, "total": photo_run.total,
+             "stage": stage}
+    stages.notify("stage_start", **where)
+    t0 = time.monotonic()
     state = configure_task(stage, run.options, cache_dir)(**arguments, return_state=True)
     if state.is_completed() and state.name == "Cached" and not _outputs_intact(state.result()):
         get_run_logger().warning("cached %s result of %s points at missing or changed files; recomputing",
                                  stage, photo_run.photo.photo_id)
         state = configure_task(stage, run.options, cache_dir, refresh=True)(**arguments, return_state=True)
-    return photo_run.take(stage, state)
+    record = photo_run.take(stage, state)
+    status = "failed" if record is None else "cached" if state.name == "Cached" else "done"
+    error = f"{photo_run.failure[1]}: {photo_run.failure[2]}" if photo_run.failure else None
+    stages.notify("stage_end", **where, status=status, seconds=time.monotonic() - t0, error=error)
+    return record
 
 
 def _photo_records(run: RunParameters, output: Path) -> list[PhotoRecord]:
@@ -126,11 +155,16 @@ def _align_weights_id(run: RunParameters) -> str:
 
 
 def _run_photo(
-    photo: PhotoRecord, run: RunParameters, cache_dir: Path, views_wid: str, align_wid: str, progress: Any
+    photo: PhotoRecord, run: RunParameters, cache_dir: Path, views_wid: str, align_wid: str, progress: Any,
+    position: tuple[int, int] = (0, 1),
 ) -> PhotoResult:
     """align -> views -> recon -> export for one photo; the first failing stage ends it (and only it)."""
     opts = run.options
-    pr = _PhotoRun(photo)
+    pr = _PhotoRun(photo, *position)
+    removed = stages.clean_stale_temporaries(from_uri(photo.work_uri))
+    if removed:
+        get_run_logger().info("%s: removed %d half-written folder(s) of an interrupted run: %s",
+                              photo.photo_id, len(removed), ", ".join(removed))
     steps_left = len(STAGES)
 
     def step() -> None:
@@ -172,18 +206,20 @@ def _run_photo(
 def run_pipeline(run: RunParameters) -> RunSummary:
     """The body of the flow (call it inside a flow run)."""
     logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
-    output = Path(run.output).expanduser().resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    # before any heavy work, also for runs started from the Prefect UI: both are user errors (no retry)
+    output = check_output_writable(run.output)
+    resolve_device(run.options.device)
     cache_dir = Path(run.options.cache_dir).expanduser().resolve() if run.options.cache_dir else output / CACHE_DIRNAME
     photos = _photo_records(run, output)
     logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_dir)
+    stages.notify("run", total=len(photos), output=str(output))
     progress = artifacts.Progress(len(photos) * len(STAGES), f"{len(photos)} photo(s): align, views, recon, export")
     views_wid = stages.views_weights_id(run.options.weights, run.views)
     align_wid = _align_weights_id(run)
 
     finished: list[PhotoResult] = []
-    for photo in photos:
-        finished.append(_run_photo(photo, run, cache_dir, views_wid, align_wid, progress))
+    for i, photo in enumerate(photos):
+        finished.append(_run_photo(photo, run, cache_dir, views_wid, align_wid, progress, (i, len(photos))))
         done = finished[-1]
         if done.status == "failed":
             logger.error("%s failed in %s: %s: %s", photo.photo_id, done.failed_stage, done.error_type, done.error)
@@ -195,7 +231,8 @@ def run_pipeline(run: RunParameters) -> RunSummary:
         first = summary.photos[0]
         raise PhotosFailedError(
             f"all {len(photos)} photo(s) failed; first: {first.photo_id} in {first.failed_stage}: "
-            f"{first.error_type}: {first.error}"
+            f"{first.error_type}: {first.error}",
+            summary,
         )
     return summary
 

@@ -86,6 +86,7 @@ class PhotoResult(_Record):
     failed_stage: str | None = None
     error_type: str | None = None
     error: str | None = None
+    exit_code: int | None = Field(None, description="Documented exit code of the error (spin_io.errors) when failed.")
     glb_uri: str | None = None
     cached_stages: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)

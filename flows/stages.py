@@ -81,15 +81,66 @@ def loaded_aligner(
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else passes through."""
-    if device != "auto":
-        return device
-    try:
-        import torch
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; a device this machine lacks is a user error.
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    spin_io.preflight raises DeviceUnavailableError (never retried) instead of the AssertionError torch
+    raises deep inside a stage, which looked transient and was retried.
+    """
+    from spin_io.preflight import resolve_device as checked
+
+    return checked(device)
+
+
+def clean_stale_temporaries(work_dir: str | Path) -> list[str]:
+    """Remove the `.tmp-*` entries a killed run left directly inside a photo's output folder; returns their names.
+
+    Only the folder's own `.tmp-*` entries (the half-written stage folders of `staged_dir`) are touched: the run
+    that owns a photo's folder is the only writer there, so what it finds at its start is debris.
+    """
+    import shutil
+
+    folder = Path(work_dir)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        if not entry.name.startswith(".tmp-"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry.name)
+    return removed
+
+
+# In-process listeners of what the flow is doing: `spin-to-mesh run` registers its progress display here.
+# A deployment's worker registers none, and a listener can never fail a run.
+_LISTENERS: list[Any] = []
+
+
+def add_listener(listener: Any) -> None:
+    """Register `listener(event, **info)`; `listener.bars` (optional) asks recon for its tqdm bars."""
+    _LISTENERS.append(listener)
+
+
+def remove_listener(listener: Any) -> None:
+    """Unregister a listener added with add_listener (no error when it is not there)."""
+    with contextlib.suppress(ValueError):
+        _LISTENERS.remove(listener)
+
+
+def notify(event: str, **info: Any) -> None:
+    """Tell every listener about `event` (run, photo, stage_start, stage_end, message); errors are swallowed."""
+    for listener in list(_LISTENERS):
+        with contextlib.suppress(Exception):
+            listener(event, **info)
+
+
+def show_bars() -> bool:
+    """Whether a listener wants the stages' own tqdm bars (a terminal is watching, not a pipe or a worker)."""
+    return any(getattr(listener, "bars", False) for listener in _LISTENERS)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -199,9 +250,14 @@ def _spinmeround_viewset(
         fast=params.fast,
     )
     pipeline = None if params.tiny_random else loaded_pipeline(weights or "", device)
+    photo_id = aligned_dir.parent.name
+
+    def progress(step: str, done: int, total: int) -> None:
+        notify("fraction", photo_id=photo_id, stage="views", step=step, done=done, total=total)
+
     generate_viewset(
         aligned_dir, views_dir, config, weights_dir=Path(weights) if weights else None,
-        tiny_random=params.tiny_random, device=device, pipeline=pipeline,
+        tiny_random=params.tiny_random, device=device, pipeline=pipeline, progress=progress if _LISTENERS else None,
     )
     return len(json.loads((views_dir / "transforms.json").read_text("utf-8"))["frames"])
 
@@ -271,8 +327,9 @@ def run_recon(
     work_uri: str,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> MeshRecord:
-    """ViewSet -> HeadMesh folder `<work>/mesh` (recon)."""
+    """ViewSet -> HeadMesh folder `<work>/mesh` (recon); `progress` shows recon's tqdm bars on stderr."""
     try:
         from recon.pipeline import run_recon as recon_run
     except ImportError as exc:
@@ -281,7 +338,8 @@ def run_recon(
 
     out = from_uri(work_uri) / "mesh"
     with staged_dir(out) as tmp:
-        recon_run(from_uri(views.dir_uri), tmp, recon_config(params, resolve_device(device)), log=log)
+        recon_run(from_uri(views.dir_uri), tmp, recon_config(params, resolve_device(device)), log=log,
+                  progress=progress)
     metrics_path = out / "metrics.json"
     metrics = json.loads(metrics_path.read_text("utf-8")) if metrics_path.is_file() else {}
     return MeshRecord(photo_id=views.photo_id, dir_uri=to_uri(out), sha256=tree_sha256(out),
@@ -296,7 +354,7 @@ def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRe
     config = ExportConfig(
         roughness=params.roughness,
         lod_budgets=tuple(params.lod_budgets),
-        texture_size=params.texture_size,
+        texture_size=params.max_texture_size,  # LOD0's cap: the name every ExportConfig version accepts
         normal_maps=params.normal_maps,
         preview=params.preview,
         validate=params.validate_gltf,

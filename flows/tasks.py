@@ -77,10 +77,15 @@ def views_task(
 def recon_task(
     views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", gpu_limit: str | None = None
 ) -> MeshRecord:
-    """Fit the textured mesh to the views."""
+    """Fit the textured mesh to the views; its progress lines reach the Prefect log and the CLI's display."""
     logger = get_run_logger()
+
+    def log(msg: str) -> None:
+        logger.info("recon %s", msg)
+        stages.notify("message", photo_id=views.photo_id, stage="recon", text=msg)
+
     with gpu_slot(gpu_limit):
-        return stages.run_recon(views, params, work_uri, device, log=lambda msg: logger.info("recon %s", msg))
+        return stages.run_recon(views, params, work_uri, device, log=log, progress=stages.show_bars())
 
 
 @task(name="export", task_run_name="export {mesh.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)

@@ -58,7 +58,8 @@ class FakeRecon:
         self.fail_times = fail_times
 
     def __call__(
-        self, views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", log=None
+        self, views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", log=None,
+        progress: bool = False,
     ) -> MeshRecord:
         from flows import stages
 

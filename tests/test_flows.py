@@ -205,17 +205,52 @@ def test_cli_run_reports_and_exit_status(harness, batch_run, photos, tmp_path, c
 
     _, out, _ = batch_run
     monkeypatch.setattr(stages, "run_recon", FakeRecon())
-    fast = ["--views-backend", "synthetic", "--num-views", "4", "--pitch-rings", "0", "--image-size", "64",
-            "--align-backend", "offline",
-            "--recon-preset", "preview", "--texture-size", "128", "--lod-budgets", "1500,400", "--no-validate",
-            "--retries", "0", "--prefect-home", str(tmp_path / "home")]
-    # the batch's output: every stage of the face photo is cached, the flat photo fails again -> exit 2
-    code = main(["run", str(photos["face"].parent), "-o", str(out), *fast])
+    # the batch's output: every stage of the face photo is cached, the flat photo fails again -> exit 6
+    code = main(["run", str(photos["face"].parent), "-o", str(out), *_fast_cli(tmp_path)])
     captured = capsys.readouterr()
-    assert code == 2
+    assert code == 6, "a batch in which some photos failed: EXIT_PARTIAL"
     assert "cached: align, views, recon, export" in captured.out
-    assert "FAILED" in captured.err and "NoFaceError" in captured.err
-    assert "1 of 2 photo(s) completed" in captured.out
+    failed = [ln for ln in captured.err.splitlines() if ln.startswith("FAILED")]
+    assert len(failed) == 1 and "flat-" in failed[0] and "in align: NoFaceError" in failed[0]
+    assert "1 of 2 photo(s) completed" in captured.out and ".spin-logs" in captured.out
+    assert "Traceback" not in captured.err + captured.out, "Prefect's tracebacks go to the log file"
+    assert "] flat-" in captured.err and "align FAILED" in captured.err, "progress lines name photo and stage"
+
+
+def _fast_cli(tmp_path) -> list[str]:
+    return ["--views-backend", "synthetic", "--num-views", "4", "--pitch-rings", "0", "--image-size", "64",
+            "--align-backend", "offline", "--recon-preset", "preview", "--texture-size", "128",
+            "--lod-budgets", "1500,400", "--no-validate", "--retries", "0", "--prefect-home", str(tmp_path / "home")]
+
+
+def test_cli_single_photo_failure_is_one_line_with_the_stage_and_the_log(harness, photos, tmp_path, capsys):
+    from flows.cli import main
+
+    out = tmp_path / "out"
+    code = main(["run", str(photos["flat"]), "-o", str(out), *_fast_cli(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2, "NoFaceError is the user's: its documented exit code"
+    errors = [ln for ln in captured.err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "failed in align: NoFaceError" in errors[0]
+    log = errors[0].split("(details: ")[1].rstrip(")")
+    assert "Traceback" not in captured.err and "Traceback" in open(log).read(), "the traceback is kept in the log"
+
+
+def test_permission_error_in_a_stage_fails_at_once_and_old_temporaries_go(harness, photos, tmp_path, monkeypatch):
+    from flows.inputs import photo_id, sha256_file
+    from flows.pipeline import spin_to_mesh
+
+    out = tmp_path / "out"
+    work = out / photo_id(photos["face"], sha256_file(photos["face"]))
+    (work / ".tmp-mesh-killed" / "sub").mkdir(parents=True)  # what a SIGKILLed run leaves
+    denied = FakeRecon(PermissionError(13, "Permission denied", str(work / "mesh")), fail_times=99)
+    monkeypatch.setattr(stages, "run_recon", denied)
+    options = RunOptions(retries=2, retry_delay_s=0.0)
+    state = spin_to_mesh(input=str(photos["face"]), output=str(out), **fast_kwargs(options), return_state=True)
+    assert denied.calls == 1, "a PermissionError is not transient: no retry"
+    (result,) = state.result(raise_on_failure=False).summary.photos
+    assert (result.failed_stage, result.error_type, result.exit_code) == ("recon", "PermissionError", 4)
+    assert not (work / ".tmp-mesh-killed").exists() and (work / "views").is_dir()
 
 
 def test_cli_refuses_bad_input_before_running(tmp_path, capsys):

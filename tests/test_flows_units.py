@@ -254,6 +254,8 @@ def test_prefect_env_respects_the_user(tmp_path, monkeypatch):
 
     for key in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the user's own choices: kept as they are
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     updates = configure_prefect_env()
     assert updates["PREFECT_HOME"] == str(tmp_path / "xdg" / "spin-to-mesh" / "prefect")
