@@ -209,6 +209,8 @@ def run_pipeline(run: RunParameters) -> RunSummary:
     # before any heavy work, also for runs started from the Prefect UI: both are user errors (no retry)
     output = check_output_writable(run.output)
     resolve_device(run.options.device)
+    weights = stages.ensure_run_weights(run.options.weights, run.align, run.views)  # fetched on first use
+    run = run.model_copy(update={"options": run.options.model_copy(update={"weights": weights})})
     cache_dir = Path(run.options.cache_dir).expanduser().resolve() if run.options.cache_dir else output / CACHE_DIRNAME
     photos = _photo_records(run, output)
     logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_dir)

@@ -450,10 +450,11 @@ def _preflight(args: argparse.Namespace) -> tuple[Any, Path, int]:
     photos = resolve_photos(params.input)  # a bad input is refused before the output folder is created
     output = check_output_writable(params.output)  # EXIT_OUTPUT
     device = resolve_device(params.options.device)  # EXIT_DEVICE, instead of an AssertionError in a stage
-    # ---- weights preflight goes here (EXIT_WEIGHTS), before Prefect starts or anything loads:
-    # check_weights(params.options.weights, params.align, params.views)
-    # ----
-    options = params.options.model_copy(update={"device": device})
+    from flows.stages import ensure_run_weights
+
+    # fetched on first use, or one line saying what to do (EXIT_WEIGHTS), before Prefect starts or anything loads
+    weights = ensure_run_weights(params.options.weights, params.align, params.views, args.offline or None)
+    options = params.options.model_copy(update={"device": device, "weights": weights})
     return params.model_copy(update={"output": str(output), "options": options}), output, len(photos)
 
 
@@ -569,7 +570,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator")
     g = p.add_argument_group("run")
     g.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda or cuda:N; checked before any work")
-    g.add_argument("--weights", metavar="DIR", help="weights folder (default: $SMR_WEIGHTS)")
+    g.add_argument("--weights", metavar="DIR",
+                   help="weights folder (default: $SMR_WEIGHTS, else the per-user cache); missing files are fetched")
+    g.add_argument("--offline", action="store_true",
+                   help="never download weights (as HF_HUB_OFFLINE=1): missing ones are one error saying what to do")
     g.add_argument("--cache-dir", metavar="DIR", help="persisted stage results (default OUT/.spin-cache)")
     g.add_argument("--refresh", action="store_true", help="recompute every stage, ignoring the cache")
     g.add_argument("--retries", type=int, help="retries after transient errors (default 2)")

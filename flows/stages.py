@@ -151,6 +151,28 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def ensure_run_weights(
+    weights: str | None, align: AlignParams, views: ViewsParams, offline: bool | None = None
+) -> str | None:
+    """The weights folder a run will use, with what its stages need fetched first (issue 14: on first use).
+
+    Diffusion from a photo needs the SpinMeRound files and the ArcFace models: missing ones are fetched,
+    or (offline, or a failed download) one WeightsMissingError (exit 3) lists them with the demo command.
+    The alignment models all have fallbacks, so they are fetched when possible but never required.
+    Returns None when nothing points anywhere and the per-user cache does not exist yet.
+    """
+    from smr_core.fetch import ensure_weights
+
+    if views.backend == "spinmeround" and not views.tiny_random:
+        stages = ["run"]
+    elif align.backend != "offline":
+        stages = ["align"]
+    else:
+        return weights
+    root = ensure_weights(stages, weights or None, offline=offline)
+    return str(root) if weights or root.is_dir() else None
+
+
 def folder_fingerprint(weights: str | None) -> str:
     """Identify a weights folder cheaply: file names, sizes and modification times.
 

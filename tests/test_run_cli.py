@@ -66,6 +66,27 @@ def test_unwritable_output_is_one_line_exit_4_before_prefect(tmp_path):
     assert "prefect imported: False" in done.stdout, "the output is checked before Prefect starts"
 
 
+def test_missing_weights_offline_is_refused_first_with_both_commands(tmp_path):
+    """Issue 15 item 13 / issue 14: the README's main command on a fresh, offline install."""
+    photo = _photo(tmp_path / "in")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "SMR_WEIGHTS": "", "HF_HUB_OFFLINE": "1"}
+    done = _run_main([str(photo), "-o", str(tmp_path / "out")], env)
+    assert done.returncode == 3, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert "spin-to-mesh weights fetch" in first and "--views-backend synthetic" in first  # what to do, in one line
+    assert "spmr.ckpt" in done.stderr and "Traceback" not in done.stderr
+    assert "prefect imported: False" in done.stdout, "weights are checked before Prefect starts or a photo is aligned"
+
+
+def test_the_weights_free_demo_needs_no_weights_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SMR_WEIGHTS", raising=False)
+    args = _parser().parse_args(["run", str(_photo(tmp_path / "in")), "-o", str(tmp_path / "out"),
+                                 "--views-backend", "synthetic", "--offline"])
+    params, _, n = run_cli._preflight(args)
+    assert n == 1 and params.options.weights is None  # nothing to fetch, nothing required
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_is_one_line_exit_5_before_prefect(tmp_path):
     photo = _photo(tmp_path / "in")
