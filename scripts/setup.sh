@@ -7,7 +7,7 @@
 #   TORCH_SPEC   what to install for torch first (default torch==2.13.0, a CPU build where pip's
 #                find-links provide one). On a CUDA machine use e.g.
 #                TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128".
-#   EXTRAS       extras of spin-to-mesh to install (default align,flows,synth,dev; on a GPU host
+#   EXTRAS       extras of spin-to-mesh to install (default align,flows,synth,usd,dev; on a GPU host
 #                replace align by gpu (onnxruntime-gpu) — never both).
 #   VENV         where to create the environment (default .venv).
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-align,flows,synth,dev}
+EXTRAS=${EXTRAS:-align,flows,synth,usd,dev}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 
 if [[ ",$EXTRAS," == *",align,"* && ",$EXTRAS," == *",gpu,"* ]]; then
@@ -34,6 +34,11 @@ echo "==> installing $TORCH_SPEC first (an unpinned torch would pull a multi-GB 
 
 echo "==> installing spin-to-mesh[$EXTRAS] (editable)"
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
+
+if [[ ",$EXTRAS," == *",align,"* || ",$EXTRAS," == *",gpu,"* ]]; then
+  echo "==> fetching MediaPipe's face mesh and selfie models (Apache-2.0) from the pinned PyPI wheel"
+  "$VENV/bin/python" -m smr_core.align.mediapipe_models   # sha256-verified, into ~/.cache/spin-to-mesh
+fi
 
 if command -v npm >/dev/null 2>&1; then
   echo "==> installing the Khronos glTF validator (npm, used by exporters.validate and the tests)"

@@ -6,6 +6,7 @@ The inter-ocular distance is 44 px.
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import skimage.data
 
 from smr_core.align import AlignConfig, align_photo
 from smr_core.align.detection import Detection
-from smr_core.align.errors import ExtremePoseError, FaceTooSmallError, NoFaceError
+from smr_core.align.errors import ExtremePoseError, FaceTooSmallError, NoFaceError, SeveralFacesError
 from smr_core.align.offline import OfflineBackend, OfflineConfig
 from smr_core.align.template import KEYPOINT_PARTS, PoseFit, template_points
 from smr_core.errors import InputError, WeightsNotFoundError
@@ -35,10 +36,15 @@ def backends():
     return {lm: OfflineBackend(OfflineConfig(landmarks=lm)) for lm in ("dlib5", "dlib68")}
 
 
+# The dlib-only path (what runs without the MediaPipe models): 2-D landmark fit and GrabCut, pinned so these
+# tests mean the same whether or not the models are cached (test_align_mediapipe.py covers that path).
+DLIB_ONLY = AlignConfig(refinement="landmark", matting="grabcut")
+
+
 @pytest.fixture(scope="module")
 def aligned(astronaut, backends, tmp_path_factory):
     out = tmp_path_factory.mktemp("aligned")
-    return {lm: (align_photo(astronaut, out / lm, backend=b), out / lm) for lm, b in backends.items()}
+    return {lm: (align_photo(astronaut, out / lm, backend=b, config=DLIB_ONLY), out / lm) for lm, b in backends.items()}
 
 
 def _redetect_eyes(backend, crop):
@@ -89,7 +95,7 @@ def test_crop_transform_matches_the_pixels(aligned, backends, landmarks):
 
 def test_unrefined_crop_puts_the_eyes_where_the_ffhq_construction_says(astronaut, backends):
     """Without refinement the eye midpoint is at c - 0.1 e2m of the FFHQ quad: a fixed crop position."""
-    face = align_photo(astronaut, backend=backends["dlib68"], config=AlignConfig(refine=False))
+    face = align_photo(astronaut, backend=backends["dlib68"], config=AlignConfig(refine=False, matting="grabcut"))
     kps = face.keypoints
     eye_avg, mouth_avg = kps[:2].mean(0), kps[3:].mean(0)
     e2e, e2m = kps[1] - kps[0], mouth_avg - eye_avg
@@ -108,7 +114,7 @@ def test_unrefined_crop_puts_the_eyes_where_the_ffhq_construction_says(astronaut
     assert expected[0] == pytest.approx((25 + 255.5 - 0.25 + 0.5) * 512 / 563 - 0.5, abs=3.0)
 
 
-def test_several_faces_largest_first_and_face_index(astronaut, backends):
+def test_several_faces_are_refused_without_face_index_and_chosen_with_it(astronaut, backends):
     small = astronaut[::-1][::-1]  # same photo
     import cv2
 
@@ -117,14 +123,25 @@ def test_several_faces_largest_first_and_face_index(astronaut, backends):
     canvas[:, :512] = astronaut
     canvas[40:475, 520:955] = second
     b = backends["dlib5"]
-    first = align_photo(canvas, backend=b)
-    other = align_photo(canvas, backend=b, face_index=1)
+    # two faces of similar size and no face_index: refused, naming how many and where (issue 13)
+    with pytest.raises(SeveralFacesError) as exc:
+        align_photo(canvas, backend=b, config=DLIB_ONLY)
+    message = str(exc.value)
+    assert message.startswith("2 faces found (0: x 175-265, y 76-166; 1: x 7") and "--face-index N" in message
+    assert "\n" not in message and isinstance(exc.value, NoFaceError)
+    first = align_photo(canvas, backend=b, face_index=0, config=DLIB_ONLY)
+    other = align_photo(canvas, backend=b, face_index=1, config=DLIB_ONLY)
     assert len(first.detector_scores) == 2
     assert first.keypoints[:, 0].max() < 512 < other.keypoints[:, 0].min()
     eye_dist = [np.linalg.norm(f.keypoints[1] - f.keypoints[0]) for f in (first, other)]
     assert eye_dist[1] == pytest.approx(0.85 * eye_dist[0], rel=0.1)
     with pytest.raises(NoFaceError, match="face_index 2 requested but 2 face"):
-        align_photo(canvas, backend=b, face_index=2)
+        align_photo(canvas, backend=b, face_index=2, config=DLIB_ONLY)
+    # a face under half the largest one's size is a bystander: the largest is taken without asking
+    canvas[40:475, 520:955] = 200
+    canvas[200:330, 700:830] = cv2.resize(astronaut[:, ::-1], (130, 130), interpolation=cv2.INTER_AREA)
+    alone = align_photo(canvas, backend=b, config=DLIB_ONLY)
+    assert alone.keypoints[:, 0].max() < 512
 
 
 def test_huge_photo_detects_on_a_copy_and_crops_from_the_original(astronaut, aligned, backends):
@@ -132,7 +149,7 @@ def test_huge_photo_detects_on_a_copy_and_crops_from_the_original(astronaut, ali
 
     k = 5
     huge = cv2.resize(astronaut, (512 * k, 512 * k), interpolation=cv2.INTER_CUBIC)
-    face = align_photo(huge, backend=backends["dlib5"])
+    face = align_photo(huge, backend=backends["dlib5"], config=DLIB_ONLY)
     small_face, _ = aligned["dlib5"]
     np.testing.assert_allclose(face.keypoints, (small_face.keypoints + 0.5) * k - 0.5, atol=2.0 * k)
     diff = np.abs(face.crop.astype(float) - small_face.crop.astype(float))
@@ -148,8 +165,10 @@ def test_face_too_small_names_the_threshold(astronaut, backends, tmp_path):
     import cv2
 
     small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    with pytest.raises(FaceTooSmallError, match="at least 128 px"):
-        align_photo(small, tmp_path / "out", backend=backends["dlib5"])
+    with pytest.raises(FaceTooSmallError) as exc:
+        align_photo(small, tmp_path / "out", backend=backends["dlib5"], config=DLIB_ONLY)
+    # the measured size (one decimal, so 127.6 never reads as "128") and the minimum (issue 13)
+    assert re.search(r"^face too small: its crop spans 8\d\.\d px in the photo, the minimum is 128 px", str(exc.value))
     assert not (tmp_path / "out").exists()  # nothing written
 
 
@@ -179,7 +198,8 @@ def test_extreme_pose_is_refused_with_its_threshold(tmp_path):
     with pytest.raises(ExtremePoseError, match=r"\|roll\| = 70.0 deg exceeds the 50 deg limit"):
         align_photo(img, tmp_path / "a", backend=_StubBackend(roll_deg=70))
     assert not (tmp_path / "a").exists()
-    ok = align_photo(img, backend=_StubBackend(roll_deg=20))  # within limits: aligned, roll undone
+    # within limits: aligned, roll undone (scale 2: at 3 the head would not fit the 600 px photo)
+    ok = align_photo(img, backend=_StubBackend(roll_deg=20, scale=2.0))
     assert ok.head_pose["roll_deg"] == pytest.approx(20, abs=1e-6)
     eyes = ok.keypoints_crop[:2]
     assert abs(eyes[1, 1] - eyes[0, 1]) < 1e-3  # the crop levels the eyes

@@ -265,7 +265,7 @@ def test_missing_refinement_files_are_each_named(tmp_path, monkeypatch):
     assert "mb1_120x120.pth" not in msg
     for name in ("param_mean_std_62d_120x120.pkl", "bfm_noneck_v3.pkl", "FaceBoxesProd.pth"):
         assert name in msg
-    assert "3DDFA_V2" in msg and "panohead_cropping" in msg
+    assert "3DDFA_V2" in msg and "spin-to-mesh weights fetch" in msg  # where from, and the command that fetches it
     assert not find_tddfa_weights(tmp_path).complete
 
 
@@ -277,7 +277,7 @@ class _StubBackend:
     info = {"name": "stub"}
 
     def __init__(self) -> None:
-        fit = PoseFit(scale=3.0, rotation=np.eye(3), offset=np.array([400.0, 300.0]), rms_px=0.0)
+        fit = PoseFit(scale=3.0, rotation=np.eye(3), offset=np.array([450.0, 450.0]), rms_px=0.0)
         self.kps = fit.project(template_points(KEYPOINT_PARTS))
 
     def detect(self, rgb):
@@ -306,7 +306,7 @@ def _constant_nets() -> tuple[FaceBoxesNet, MobileNetV1]:
 
 def test_align_photo_uses_3ddfa_when_its_files_are_present(tmp_path, monkeypatch):
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
-    img = np.full((600, 800, 3), 180, np.uint8)
+    img = np.full((900, 900, 3), 180, np.uint8)  # the whole (refined) head crop inside the photo
     landmark = align_photo(img, backend=_StubBackend(), weights_dir=tmp_path)
     assert landmark.extra["refinement"]["method"] == "landmark"
     with pytest.raises(WeightsNotFoundError, match="FaceBoxesProd.pth"):

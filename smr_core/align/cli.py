@@ -49,15 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--face-index", type=int, default=None, help="which face when there are several (0 = largest)")
     p.add_argument(
         "--landmarks",
-        choices=("dlib5", "dlib68"),
+        choices=("dlib5", "dlib68", "facemesh"),
         default="dlib5",
-        help="offline landmarker: dlib5 (public domain, default) or dlib68 (more precise; iBUG 300-W "
-        "licence: non-commercial use only)",
+        help="offline landmarker: dlib5 (public domain, default; nose and mouth from the face mesh when it runs), "
+        "facemesh (all five from MediaPipe's mesh, Apache-2.0) or dlib68 (iBUG 300-W licence: non-commercial "
+        "use only)",
     )
-    p.add_argument("--matting", choices=("auto", "bisenet", "grabcut"), default="auto", help="background removal")
-    p.add_argument("--refinement", choices=("auto", "3ddfa", "landmark"), default="auto",
-                   help="crop refinement: the release's FaceBoxes + 3DDFA (auto: when WEIGHTS/3ddfa/ is complete) "
-                   "or our landmark fit")
+    p.add_argument("--matting", choices=("auto", "bisenet", "selfie", "grabcut"), default="auto",
+                   help="background removal: auto = BiSeNet when its weights are there, else MediaPipe's selfie "
+                   "segmentation (soft alpha), else GrabCut (a warning in face.json)")
+    p.add_argument("--refinement", choices=("auto", "3ddfa", "facemesh", "landmark"), default="auto",
+                   help="crop refinement: the release's FaceBoxes + 3DDFA (auto: when WEIGHTS/3ddfa/ is complete), "
+                   "else a 3-D fit to MediaPipe's face mesh, or our 2-D landmark fit")
     p.set_defaults(func=_handle)
 
 
@@ -65,6 +68,7 @@ def _handle(args: argparse.Namespace) -> int:
     from smr_core.align import AlignConfig, align_photo
     from smr_core.align.image import check_photo_path
     from smr_core.align.offline import OfflineConfig
+    from smr_core.errors import WeightsNotFoundError
     from spin_io.preflight import check_output_writable, resolve_device
 
     # every user mistake we can see without the networks, before loading them (nothing is written)
@@ -78,6 +82,14 @@ def _handle(args: argparse.Namespace) -> int:
         root = ensure_weights(["align"], args.weights, offline=args.offline or None)
         if args.weights is not None or root.is_dir():
             args.weights = str(root)
+    if not args.offline:
+        from smr_core.align.mediapipe_models import ensure_models, litert_available
+
+        if litert_available():  # the face mesh and selfie models (Apache-2.0), fetched once from PyPI
+            try:
+                ensure_models()
+            except WeightsNotFoundError as exc:
+                print(f"warning: {exc}; aligning without them", file=sys.stderr)
     config = AlignConfig(
         offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement,
         device=device,

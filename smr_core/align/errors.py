@@ -20,3 +20,11 @@ class FaceTooSmallError(InputError):
 
 class ExtremePoseError(InputError):
     """The head pose or framing is outside what the crop (and the model) were built for."""
+
+
+class FaceCutError(ExtremePoseError):
+    """Too much of the face's crop lies outside the photo (a head cut by the frame)."""
+
+
+class SeveralFacesError(NoFaceError):
+    """Several faces of similar size and no face index chosen: which one is the user's call."""

@@ -93,10 +93,15 @@ class PoseLimits:
     max_roll_deg: float = 50.0
     max_offset: float = 1.0
     min_quad_side_px: float = 128.0
+    # Refuse when more of the final quad than this lies outside the photo: the release fills it with a
+    # blurred reflection, which the model takes for a head (a cut chin or crown comes back as a smear).
+    max_outside_fraction: float = 0.10
 
 
 def check_refinement(ref: Refinement, fit: PoseFit, limits: PoseLimits) -> None:
-    """Raise the documented error when the release would have rejected this face."""
+    """Raise the documented error when the release would have rejected this face (size first: a tiny face's
+    pose is noise, and "too small" is the fix the user needs)."""
+    check_size(ref.quad, limits)
     yaw, pitch, roll = fit.angles_deg
     for name, value, limit in (
         ("yaw", yaw, limits.max_yaw_deg),
@@ -119,11 +124,73 @@ def check_refinement(ref: Refinement, fit: PoseFit, limits: PoseLimits) -> None:
             f"the head centre falls outside the face crop (offset {ref.t[0]:.2f}, {ref.t[1]:.2f}; limit "
             f"{limits.max_offset}); try a more frontal photo"
         )
-    if ref.quad.side < limits.min_quad_side_px:
+
+
+def check_size(quad: Quad, limits: PoseLimits) -> None:
+    """FaceTooSmallError naming the measured crop size and the minimum (one decimal: 127.6 is not "128")."""
+    side = quad.side
+    if side < limits.min_quad_side_px:
         raise FaceTooSmallError(
-            f"face too small: the head crop spans {ref.quad.side:.0f} px in the source image, at least "
-            f"{limits.min_quad_side_px:.0f} px are needed; use a higher-resolution or closer photo"
+            f"face too small: its crop spans {side:.1f} px in the photo, the minimum is "
+            f"{limits.min_quad_side_px:.0f} px (about {side / 4:.0f} px between the eyes, "
+            f"{limits.min_quad_side_px / 4:.0f} needed); use a higher-resolution photo or one taken closer"
         )
+
+
+def _clip(poly: np.ndarray, axis: int, bound: float, keep_below: bool) -> np.ndarray:
+    """Sutherland-Hodgman: the part of a convex polygon on one side of the line coord[axis] = bound."""
+    out: list[np.ndarray] = []
+    n = len(poly)
+    for i in range(n):
+        a, b = poly[i], poly[(i + 1) % n]
+        ina = (a[axis] <= bound) if keep_below else (a[axis] >= bound)
+        inb = (b[axis] <= bound) if keep_below else (b[axis] >= bound)
+        if ina:
+            out.append(a)
+        if ina != inb:
+            t = (bound - a[axis]) / (b[axis] - a[axis])
+            out.append(a + t * (b - a))
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
+def _area(poly: np.ndarray) -> float:
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def outside_fraction(quad: Quad, width: int, height: int) -> tuple[float, dict[str, float]]:
+    """Fraction of the quad's area outside a width x height photo, and the fraction beyond each side."""
+    poly = quad.corners.astype(np.float64)
+    total = _area(poly)
+    lo_x, lo_y, hi_x, hi_y = -0.5, -0.5, width - 0.5, height - 0.5
+    inside = poly
+    for axis, bound, below in ((0, lo_x, False), (0, hi_x, True), (1, lo_y, False), (1, hi_y, True)):
+        inside = _clip(inside, axis, bound, below)
+    beyond = {
+        "left": _area(_clip(poly, 0, lo_x, True)),
+        "right": _area(_clip(poly, 0, hi_x, False)),
+        "top": _area(_clip(poly, 1, lo_y, True)),
+        "bottom": _area(_clip(poly, 1, hi_y, False)),
+    }
+    total = max(total, 1e-9)
+    return 1.0 - _area(inside) / total, {k: v / total for k, v in beyond.items()}
+
+
+def check_inside(quad: Quad, width: int, height: int, limits: PoseLimits) -> float:
+    """FaceCutError when more than limits.max_outside_fraction of the quad lies outside the photo; the fraction."""
+    from smr_core.align.errors import FaceCutError
+
+    frac, sides = outside_fraction(quad, width, height)
+    if frac > limits.max_outside_fraction:
+        cut = [f"{side} {part:.0%}" for side, part in sorted(sides.items(), key=lambda kv: -kv[1]) if part >= 0.005]
+        raise FaceCutError(
+            f"face cut by the photo edge: {frac:.0%} of the head's crop lies outside the photo "
+            f"({', '.join(cut)}; at most {limits.max_outside_fraction:.0%} is allowed); use a photo with the whole "
+            "head and some margin around it"
+        )
+    return frac
 
 
 def quad_matrix(quad: Quad, size: int, left: int = 0, top: int = 0) -> np.ndarray:

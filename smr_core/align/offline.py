@@ -33,7 +33,7 @@ from smr_core.align.detection import Detection, downscaled
 from smr_core.align.template import KEYPOINT_PARTS, fit_pose, template_points
 from smr_core.errors import WeightsNotFoundError
 
-LandmarkModel = Literal["dlib5", "dlib68"]
+LandmarkModel = Literal["dlib5", "dlib68", "facemesh"]
 
 _DLIB68_FIT = {
     36: "eye_l_outer",
@@ -90,7 +90,7 @@ class OfflineBackend:
         models = _models_dir()
         file = (
             "shape_predictor_5_face_landmarks.dat"
-            if config.landmarks == "dlib5"
+            if config.landmarks != "dlib68"
             else ("shape_predictor_68_face_landmarks.dat")
         )
         for needed in (file, "mmod_human_face_detector.dat"):
@@ -105,13 +105,17 @@ class OfflineBackend:
     @property
     def info(self) -> dict:
         """What face.json records about this backend (including the licence caveat)."""
-        licence = (
-            "public domain (dlib-models)" if self.config.landmarks == "dlib5" else "iBUG 300-W: non-commercial use only"
-        )
+        licence = {
+            "dlib5": "public domain (dlib-models)",
+            "dlib68": "iBUG 300-W: non-commercial use only",
+            "facemesh": "public domain (dlib-models) + Apache-2.0 (MediaPipe face mesh)",
+        }[self.config.landmarks]
         return {
             "name": self.name,
             "detector": "dlib HOG frontal_face_detector (MMOD CNN fallback)",
-            "landmarks": f"dlib shape_predictor {self.config.landmarks}",
+            "landmarks": "dlib shape_predictor dlib5 (eyes, face-mesh ROI) + mediapipe face mesh"
+            if self.config.landmarks == "facemesh"
+            else f"dlib shape_predictor {self.config.landmarks}",
             "landmarks_licence": licence,
             "identity": None,
         }
@@ -160,7 +164,12 @@ class OfflineBackend:
                     keypoints=kps,
                     fit_points=fit_points,
                     fit_parts=fit_parts,
-                    extra={"detector": which, "landmarks": pts.round(2).tolist()},
+                    extra={
+                        "detector": which,
+                        "landmarks": pts.round(2).tolist(),
+                        # nose tip and mouth corners predicted by the 2-D template fit, not located
+                        "inferred_keypoints": () if self.config.landmarks == "dlib68" else (2, 3, 4),
+                    },
                 )
             )
         detections.sort(key=lambda d: d.area, reverse=True)

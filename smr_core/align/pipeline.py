@@ -7,6 +7,7 @@ records which ones produced the result.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from smr_core.align.detection import Detection
-from smr_core.align.errors import NoFaceError
+from smr_core.align.errors import NoFaceError, SeveralFacesError
 from smr_core.align.geometry import (
     CropSpec,
     PoseLimits,
     Refinement,
+    check_inside,
     check_refinement,
     crop_final,
     ffhq_quad,
@@ -40,14 +42,26 @@ from smr_core.align.weights import (
 )
 from smr_core.errors import InputError, WeightsNotFoundError
 from spin_io.aligned import AlignedFace, write_aligned
+from spin_io.atomic import make_temp_dir, replace_dir
 
 if TYPE_CHECKING:
     from smr_core.align.bisenet import BiSeNet
+    from smr_core.align.facemesh import FaceMesh, MeshResult
+    from smr_core.align.selfie import SelfieMatting
     from smr_core.align.tddfa import ReleaseRefiner
 
+log = logging.getLogger(__name__)
+
 BackendName = Literal["auto", "antelopev2", "offline"]
-MattingName = Literal["auto", "bisenet", "grabcut"]
-RefinementName = Literal["auto", "3ddfa", "landmark"]
+MattingName = Literal["auto", "bisenet", "selfie", "grabcut"]
+RefinementName = Literal["auto", "3ddfa", "facemesh", "landmark"]
+# A second face counts as a rival (refused without face_index) when its box side is at least this
+# fraction of the largest one's; smaller faces (people in the background) are never the subject.
+RIVAL_FACE_RATIO = 0.5
+GRABCUT_WARNING = (
+    "matting fell back to GrabCut (no BiSeNet weights, no MediaPipe selfie model): hair may be cut and the edge "
+    "is hard; install the `align` extra and run once with network access to fetch the MediaPipe models"
+)
 
 
 class FaceBackend(Protocol):
@@ -70,10 +84,13 @@ class AlignConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     limits: PoseLimits = field(default_factory=PoseLimits)
     crop: CropSpec = field(default_factory=CropSpec)
+    # "auto": BiSeNet when its weights are there, else MediaPipe's selfie segmentation (soft alpha) when its
+    # model is cached, else GrabCut (with a warning in face.json).
     matting: MattingName = "auto"
     refine: bool = True  # PanoHead's pose/scale refinement; False keeps the plain FFHQ quad
     # Who measures that refinement: "3ddfa" = the release's FaceBoxes + 3DDFA_V2 (needs WEIGHTS/3ddfa/),
-    # "landmark" = our template fit; "auto" takes 3ddfa when its files are all present.
+    # "facemesh" = a 3-D fit to MediaPipe's 468-point mesh, "landmark" = our 2-D template fit (pitch is a
+    # guess); "auto" takes 3ddfa when its files are all present, else facemesh when its model is cached.
     refinement: RefinementName = "auto"
     device: str = "cpu"  # BiSeNet's device
 
@@ -102,7 +119,7 @@ def make_backend(
 
 def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConfig) -> ReleaseRefiner | None:
     """The release's FaceBoxes + 3DDFA_V2 refiner when selected (or 'auto' and complete), else None."""
-    if config.refinement == "landmark":
+    if config.refinement in ("landmark", "facemesh"):
         return None
     if config.refinement == "3ddfa":
         found = require_tddfa_weights(weights_dir)
@@ -112,7 +129,9 @@ def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConf
         if found is None or not found.complete:
             return None
     else:
-        raise InputError(f"unknown refinement {config.refinement!r}; choose 'auto', '3ddfa' or 'landmark'")
+        raise InputError(
+            f"unknown refinement {config.refinement!r}; choose 'auto', '3ddfa', 'facemesh' or 'landmark'"
+        )
     from smr_core.align.tddfa import ReleaseRefiner
 
     return ReleaseRefiner.from_weights(found, config.device)
@@ -148,7 +167,8 @@ class Aligner:
     config: AlignConfig = field(default_factory=AlignConfig)
     root: Path | None = field(init=False)
     _loaded: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # re-entrant: loading the mesh or the selfie model asks whether 3DDFA or BiSeNet were loaded
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = resolve_weights_dir(self.weights_dir)
@@ -174,15 +194,25 @@ class Aligner:
 
     @property
     def parser(self) -> BiSeNet | None:
-        """BiSeNet when matting selects it and 79999_iter.pth is there; None = GrabCut."""
+        """BiSeNet when matting selects it and 79999_iter.pth is there; None = selfie segmentation or GrabCut."""
         return self._once("parser", self._load_parser)
+
+    @property
+    def mesh(self) -> FaceMesh | None:
+        """MediaPipe's face mesh when refinement or landmarks select it (auto: when cached); None otherwise."""
+        return self._once("mesh", self._load_mesh)
+
+    @property
+    def selfie(self) -> SelfieMatting | None:
+        """MediaPipe's selfie segmentation when matting selects it (auto: cached, and no BiSeNet); else None."""
+        return self._once("selfie", self._load_selfie)
 
     def _load_parser(self) -> BiSeNet | None:
         path = find_align_weights(self.root).parser if self.root is not None else None
         if self.config.matting == "bisenet" and path is None:
             raise WeightsNotFoundError(
                 "matting 'bisenet' needs 79999_iter.pth in the weights folder (--weights DIR or SMR_WEIGHTS); "
-                "get it from zllrunning/face-parsing.PyTorch, or use matting 'grabcut'"
+                "get it from zllrunning/face-parsing.PyTorch, or use matting 'selfie' or 'grabcut'"
             )
         if path is None or self.config.matting not in ("auto", "bisenet"):
             return None
@@ -190,18 +220,74 @@ class Aligner:
 
         return load_bisenet(path, self.config.device)
 
+    def _wants_mesh(self) -> Literal["yes", "if-cached", "no"]:
+        if self.config.offline.landmarks == "facemesh" or self.config.refinement == "facemesh":
+            return "yes"
+        if self.config.refinement == "auto" and self.config.refine:
+            return "if-cached"
+        return "no"
+
+    def _load_mesh(self) -> FaceMesh | None:
+        from smr_core.align.facemesh import FaceMesh
+        from smr_core.align.mediapipe_models import ensure_models
+
+        wants = self._wants_mesh()
+        if wants == "yes":
+            return FaceMesh(ensure_models(["mediapipe-face-landmark"])["mediapipe-face-landmark"])
+        if wants == "if-cached" and self.refiner is None and FaceMesh.available():
+            return FaceMesh()
+        return None
+
+    def _load_selfie(self) -> SelfieMatting | None:
+        from smr_core.align.mediapipe_models import ensure_models
+        from smr_core.align.selfie import SelfieMatting
+
+        if self.config.matting == "selfie":
+            key = "mediapipe-selfie-segmentation"
+            return SelfieMatting(ensure_models([key])[key])
+        if self.config.matting == "auto" and self.parser is None and SelfieMatting.available():
+            return SelfieMatting()
+        return None
+
     def load(self) -> Aligner:
         """Load every network the config selects now, so missing or broken weights fail before the first photo."""
-        _ = (self.face_backend, self.refiner, self.parser)
+        _ = (self.face_backend, self.refiner, self.parser, self.mesh, self.selfie)
         return self
 
     def _mask(self, crop: np.ndarray, kps_crop: np.ndarray) -> tuple[np.ndarray, str]:
         parser = self.parser
-        if parser is None:
-            return grabcut_mask(crop, kps_crop), "grabcut"
-        from smr_core.align.bisenet import parse_mask
+        if parser is not None:
+            from smr_core.align.bisenet import parse_mask
 
-        return parse_mask(parser, crop), "bisenet"
+            return parse_mask(parser, crop), "bisenet"
+        selfie = self.selfie
+        if selfie is not None:
+            return selfie(crop, kps_crop), "selfie"
+        return grabcut_mask(crop, kps_crop), "grabcut"
+
+    def _pick(self, detections: list[Detection], face_index: int | None, backend: FaceBackend) -> int:
+        """The face to align: face_index, else the only face of its size (rivals are refused, with their boxes)."""
+        if not detections:
+            raise NoFaceError(_no_face_message(backend, self.config))
+        if face_index is not None:
+            index = int(face_index)
+            if not 0 <= index < len(detections):
+                raise NoFaceError(
+                    f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
+                )
+            return index
+        sides = [np.sqrt(d.area) for d in detections]
+        rivals = [i for i, side in enumerate(sides) if side >= RIVAL_FACE_RATIO * sides[0]]
+        if len(rivals) > 1:
+            where = "; ".join(
+                f"{i}: x {d.box[0]:.0f}-{d.box[2]:.0f}, y {d.box[1]:.0f}-{d.box[3]:.0f}"
+                for i, d in enumerate(detections)
+            )
+            raise SeveralFacesError(
+                f"{len(detections)} faces found ({where}; px, largest first): choose one with --face-index N "
+                "(face_index=N)"
+            )
+        return 0
 
     def align(
         self,
@@ -212,43 +298,48 @@ class Aligner:
     ) -> AlignedFace:
         """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
 
-        `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
-        Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all InputError) or
-        WeightsNotFoundError; nothing is written unless every step succeeded.
+        `face_index` picks among the detected faces sorted by box area, 0 = largest; without it, several faces
+        of similar size are refused (SeveralFacesError names them). Raises ImageReadError, NoFaceError,
+        FaceTooSmallError, ExtremePoseError, FaceCutError (all InputError) or WeightsNotFoundError; nothing
+        is written unless every step succeeded, and a new out_dir appears complete or not at all.
         """
         config = self.config
         source = load_image(path_or_array)
         face_backend = self.face_backend
 
         detections = face_backend.detect(source.rgb)
-        if not detections:
-            raise NoFaceError(_no_face_message(face_backend, config))
-        index = 0 if face_index is None else int(face_index)
-        if not 0 <= index < len(detections):
-            raise NoFaceError(
-                f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
-            )
+        index = self._pick(detections, face_index, face_backend)
         det = detections[index]
 
-        quad = ffhq_quad(det.keypoints)
+        keypoints, framing, mesh_result = self._keypoints(source.rgb, det, face_backend)
+        quad = ffhq_quad(keypoints)
         fit = fit_pose(det.fit_points, det.fit_parts)
         refiner = self.refiner
-        if refiner is None:
-            pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
-        else:
+        if refiner is not None:
             from smr_core.align.tddfa import apply_release_refinement
 
             pose = refiner.pose(source.rgb, quad)
             refinement, refined_by = apply_release_refinement(quad, pose), "3ddfa"
+        elif mesh_result is not None:
+            pose, refined_by = mesh_result.pose, "facemesh"
+            refinement = refine_quad(quad, pose)
+        else:
+            pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
         check_refinement(refinement, pose, config.limits)
         if not config.refine:
             refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
             check_refinement(refinement, pose, config.limits)
+        h, w = source.rgb.shape[:2]
+        outside = check_inside(refinement.quad, w, h, config.limits)
         crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
-        kps_crop = det.keypoints @ transform[:, :2].T + transform[:, 2]
+        kps_crop = keypoints @ transform[:, :2].T + transform[:, 2]
 
         mask, matting = self._mask(crop, kps_crop)
         crop_white = composite_white(crop, mask)
+        warnings: list[str] = []
+        if matting == "grabcut" and config.matting == "auto":
+            warnings.append(GRABCUT_WARNING)
+            log.warning("%s", GRABCUT_WARNING)
 
         embedding = face_backend.embed(crop_white)
         if embedding is None and face_backend.name == "antelopev2":
@@ -268,13 +359,42 @@ class Aligner:
         yaw, pitch, roll = pose.angles_deg
         backend_info = dict(face_backend.info)
         backend_info["matting"] = matting
-        backend_info["licences"] = _licences_used(self.root, backend_info, matting, refined_by)
+        backend_info["framing"] = {**framing, "pose": _POSE_SOURCES[refined_by]}
+        if warnings:
+            backend_info["warnings"] = warnings
+        backend_info["licences"] = _licences_used(self.root, backend_info, matting, refined_by) + _mediapipe_licences(
+            mesh_result is not None, matting
+        )
+        extra: dict[str, Any] = {
+            "source_name": source.name,
+            "box_px": det.box.round(2).tolist(),
+            "ffhq_quad_px": quad.corners.round(3).tolist(),
+            "final_quad_px": refinement.quad.corners.round(3).tolist(),
+            "outside_fraction": round(outside, 4),
+            "refinement": {
+                "method": refined_by,
+                "s": refinement.s,
+                "t": list(refinement.t),
+                "fit_rms_px": float(pose.rms_px) if hasattr(pose, "rms_px") else fit.rms_px,
+            },
+            "limits": asdict(config.limits),
+            "crop": asdict(config.crop),
+        }
+        if mesh_result is not None:
+            pts = mesh_result.points[:, :2] @ transform[:, :2].T + transform[:, 2]
+            from smr_core.align.facemesh import CHIN, FOREHEAD_TOP
+
+            extra["facemesh"] = {
+                "presence": round(mesh_result.presence, 4),
+                "chin_crop_px": pts[CHIN].round(2).tolist(),
+                "forehead_top_crop_px": pts[FOREHEAD_TOP].round(2).tolist(),
+            }
         face = AlignedFace(
             crop=crop_white,
             mask=mask,
             source_sha256=source.sha256,
             source_size=(source.rgb.shape[1], source.rgb.shape[0]),
-            keypoints=det.keypoints,
+            keypoints=keypoints,
             crop_transform=transform,
             head_pose={"yaw_deg": yaw, "pitch_deg": pitch, "roll_deg": roll},
             backend=backend_info,
@@ -282,24 +402,81 @@ class Aligner:
             face_index=index,
             arcface=embedding,
             identity_note=note,
-            extra={
-                "source_name": source.name,
-                "box_px": det.box.round(2).tolist(),
-                "ffhq_quad_px": quad.corners.round(3).tolist(),
-                "final_quad_px": refinement.quad.corners.round(3).tolist(),
-                "refinement": {
-                    "method": refined_by,
-                    "s": refinement.s,
-                    "t": list(refinement.t),
-                    "fit_rms_px": fit.rms_px,
-                },
-                "limits": asdict(config.limits),
-                "crop": asdict(config.crop),
-            },
+            extra=extra,
         )
         if out_dir is not None:
-            write_aligned(out_dir, face)
+            write_aligned_atomically(out_dir, face)
         return face
+
+    def _keypoints(
+        self, rgb: np.ndarray, det: Detection, backend: FaceBackend
+    ) -> tuple[np.ndarray, dict[str, str], MeshResult | None]:
+        """The 5 keypoints the quad is built from, what produced them, and the face mesh when it ran.
+
+        With the mesh, points a backend only guessed (dlib5's nose and mouth come from a 2-D template fit, whose
+        pitch is unreliable) are replaced by measured ones; `landmarks="facemesh"` takes all five from the mesh.
+        """
+        info = backend.info
+        keypoints = np.asarray(det.keypoints, np.float64).copy()
+        framing = {"detector": str(info.get("detector", info.get("name", "?"))),
+                   "keypoints": str(info.get("landmarks", info.get("name", "?")))}
+        mesh = self.mesh if self.refiner is None or self.config.offline.landmarks == "facemesh" else None
+        if mesh is None:
+            return keypoints, framing, None
+        result = mesh(rgb, det.box, keypoints[:2])
+        if result is None:
+            if self._wants_mesh() == "yes":
+                raise NoFaceError(
+                    "the face mesh found no face where the detector did (presence < 0.5); try a clearer, more "
+                    "frontal photo, or --refinement landmark"
+                )
+            return keypoints, framing, None
+        if self.config.offline.landmarks == "facemesh" and backend.name == "offline":
+            keypoints = result.keypoints
+            framing["keypoints"] = "mediapipe face mesh (eye contours, nose tip, mouth corners)"
+        else:
+            guessed = list(det.extra.get("inferred_keypoints", ()))
+            if guessed:
+                keypoints[guessed] = result.keypoints[guessed]
+                framing["keypoints"] += f"; points {guessed} (nose, mouth) from the mediapipe face mesh"
+        return keypoints, framing, result
+
+
+_POSE_SOURCES = {
+    "3ddfa": "3DDFA_V2 (the release's FaceBoxes + BFM fit)",
+    "facemesh": "3-D fit of our template to the mediapipe 468-point face mesh",
+    "landmark": "2-D template fit to the backend's landmarks (pitch is a guess)",
+}
+
+
+def _mediapipe_licences(mesh_used: bool, matting: str) -> list[dict]:
+    """Licence records of the MediaPipe models this alignment ran (Apache-2.0)."""
+    from smr_core.align.mediapipe_models import MODELS
+
+    names = (["mediapipe-face-landmark"] if mesh_used else []) + (
+        ["mediapipe-selfie-segmentation"] if matting == "selfie" else []
+    )
+    return [MODELS[n].licence_record() for n in names]
+
+
+def write_aligned_atomically(out_dir: str | os.PathLike[str], face: AlignedFace) -> None:
+    """write_aligned so that a new folder appears complete or not at all (built in a sibling, then renamed).
+
+    An existing folder is written into file by file (face.json last): it may hold the user's other files.
+    """
+    out = Path(out_dir)
+    if out.exists():
+        write_aligned(out, face)
+        return
+    tmp = make_temp_dir(out)
+    try:
+        write_aligned(tmp, face)
+        replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def align_photo(
