@@ -9,6 +9,7 @@ import glob
 import hashlib
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 from flows.errors import InputNotFoundError
@@ -28,7 +29,8 @@ def sha256_file(path: str | Path) -> str:
 
 def photo_id(path: Path, sha256: str) -> str:
     """'<stem>-<8 hex>': readable, and two different photos with the same name never share a folder."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).strip("._") or "photo"
+    # letters of any script are kept (NFC, so 'é' typed either way names one folder); only separators go
+    stem = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", path.stem)).strip("._") or "photo"
     return f"{stem[:48]}-{sha256[:8]}"
 
 

@@ -26,21 +26,27 @@ class AlignParams(_Params):
         description="'antelopev2' needs the release's face models in the weights folder (gives the ArcFace identity); "
         "'offline' uses dlib (no identity embedding); 'auto' takes antelopev2 when its files are found.",
     )
-    face_index: int = Field(0, ge=0, le=63, description="Which face to use when a photo shows several (0 = largest).")
-    matting: Literal["auto", "bisenet", "grabcut"] = Field(
+    face_index: int | None = Field(
+        None, ge=0, le=63,
+        description="Which face to use when a photo shows several of similar size (0 = largest); empty: such photos "
+        "are refused with how many faces and where.",
+    )
+    matting: Literal["auto", "bisenet", "selfie", "grabcut"] = Field(
         "auto",
         description="Background matte: 'bisenet' = the release's face parser (79999_iter.pth in the weights folder), "
-        "'grabcut' = OpenCV GrabCut seeded by the landmarks, 'auto' = BiSeNet when its file is found.",
+        "'selfie' = MediaPipe's selfie segmentation (soft alpha, Apache-2.0), 'grabcut' = OpenCV GrabCut (last "
+        "resort, recorded as a warning), 'auto' = BiSeNet when its file is found, else selfie, else GrabCut.",
     )
-    refinement: Literal["auto", "3ddfa", "landmark"] = Field(
+    refinement: Literal["auto", "3ddfa", "facemesh", "landmark"] = Field(
         "auto",
         description="Who measures the head pose for the PanoHead-style crop: '3ddfa' = the release's FaceBoxes + "
-        "3DDFA_V2 (WEIGHTS/3ddfa/), 'landmark' = our landmark fit, 'auto' = 3DDFA when its files are all there.",
+        "3DDFA_V2 (WEIGHTS/3ddfa/), 'facemesh' = a 3-D fit to MediaPipe's face mesh, 'landmark' = our 2-D landmark "
+        "fit, 'auto' = 3DDFA when its files are all there, else the face mesh, else the landmark fit.",
     )
-    landmarks: Literal["dlib5", "dlib68"] = Field(
+    landmarks: Literal["dlib5", "facemesh", "dlib68"] = Field(
         "dlib5",
-        description="Offline backend only: dlib's 5-point model (public domain) or the more accurate 68-point one, "
-        "whose iBUG training data forbid commercial use: choose it only if that licence fits your use.",
+        description="Offline backend only: dlib's 5-point model (public domain), MediaPipe's face mesh points "
+        "(Apache-2.0), or dlib's 68-point one, whose iBUG training data forbid commercial use.",
     )
 
 

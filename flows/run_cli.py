@@ -536,10 +536,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("align")
     g.add_argument("--align-backend", choices=["auto", "antelopev2", "offline"])
     g.add_argument("--face-index", type=int, help="which face when a photo shows several (0 = largest)")
-    g.add_argument("--matting", choices=["auto", "bisenet", "grabcut"], help="background matte (default auto)")
-    g.add_argument("--refinement", choices=["auto", "3ddfa", "landmark"],
+    g.add_argument("--matting", choices=["auto", "bisenet", "selfie", "grabcut"],
+                   help="background matte (default auto: BiSeNet, else selfie segmentation, else GrabCut)")
+    g.add_argument("--refinement", choices=["auto", "3ddfa", "facemesh", "landmark"],
                    help="head-pose measure for the crop (default auto: 3DDFA when its files are there)")
-    g.add_argument("--landmarks", choices=["dlib5", "dlib68"],
+    g.add_argument("--landmarks", choices=["dlib5", "facemesh", "dlib68"],
                    help="offline backend: dlib68 is more accurate but its training data forbid commercial use")
     g = p.add_argument_group("views")
     g.add_argument("--views-backend", choices=["spinmeround", "synthetic"],

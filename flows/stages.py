@@ -168,9 +168,28 @@ def ensure_run_weights(
     elif align.backend != "offline":
         stages = ["align"]
     else:
+        _ensure_align_models(offline)
         return weights
     root = ensure_weights(stages, weights or None, offline=offline)
+    if align.backend != "antelopev2":
+        _ensure_align_models(offline)
     return str(root) if weights or root.is_dir() else None
+
+
+def _ensure_align_models(offline: bool | None) -> None:
+    """MediaPipe's face mesh and selfie models (Apache-2.0, from PyPI), fetched once; without them align falls back."""
+    import logging
+
+    from smr_core.align.mediapipe_models import ensure_models, litert_available
+    from smr_core.errors import SMRError
+    from smr_core.fetch.api import is_offline
+
+    if is_offline(offline) or not litert_available():
+        return
+    try:
+        ensure_models()
+    except SMRError as exc:
+        logging.getLogger("spin_to_mesh").warning("%s; aligning without them", exc)
 
 
 def folder_fingerprint(weights: str | None) -> str:
@@ -210,9 +229,17 @@ def run_align(
         params.backend, str(root) if root is not None else "", resolve_device(device),
         params.matting, params.refinement, params.landmarks,
     )
-    out = from_uri(photo.work_uri) / "aligned"
-    with staged_dir(out) as tmp:
-        face = aligner.align(from_uri(photo.uri), tmp, face_index=params.face_index)
+    work = from_uri(photo.work_uri)
+    out = work / "aligned"
+    new_folder = not work.exists()
+    try:
+        with staged_dir(out) as tmp:
+            face = aligner.align(from_uri(photo.uri), tmp, face_index=params.face_index)
+    except BaseException:
+        if new_folder:
+            with contextlib.suppress(OSError):
+                work.rmdir()  # a photo that failed at its first stage leaves no empty folder (only if empty)
+        raise
     return AlignedRecord(
         photo_id=photo.photo_id,
         dir_uri=to_uri(out),

@@ -359,3 +359,39 @@ def test_export_stage_passes_the_normal_map_choice(tmp_path, monkeypatch):
             stages.run_export(mesh, ExportParams(normal_maps=flag), to_uri(tmp_path))
     assert [c.normal_maps for c in seen] == [True, False]
     assert not (tmp_path / "asset").exists()
+
+
+def test_photo_id_keeps_letters_of_any_script(tmp_path):
+    """Issue 13: non-ASCII names kept their ASCII letters only ('Zoë Åberg' -> 'Zo_berg')."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Zoë Åberg")  # as macOS file systems spell it
+    for name in ("Zoë Åberg.jpg", f"{decomposed}.jpg", "Дмитрий.png", "山田 太郎.png"):
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        pid = photo_id(path, sha256_file(path))
+        stem = unicodedata.normalize("NFC", Path(name).stem).replace(" ", "_")
+        assert pid == f"{stem}-{sha256_file(path)[:8]}"
+
+
+def test_a_photo_failing_in_align_leaves_no_empty_folder(tmp_path):
+    """Issue 13: failed photos left empty folders behind."""
+    from flows.records import PhotoRecord
+
+    bad = tmp_path / "in" / "noface.png"
+    bad.parent.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(bad)
+    work = tmp_path / "out" / "noface-00000000"
+    photo = PhotoRecord(photo_id="noface-00000000", uri=to_uri(bad), sha256="0" * 64, work_uri=to_uri(work))
+    with pytest.raises(Exception, match="face"):
+        stages.run_align(photo, AlignParams(backend="offline", matting="grabcut", refinement="landmark"))
+    assert not work.exists()
+
+
+def test_the_form_offers_the_alignment_models_and_no_silent_face_choice():
+    params = AlignParams(matting="selfie", refinement="facemesh", landmarks="facemesh")
+    assert params.face_index is None  # several faces of similar size are refused unless the form picks one
+    with pytest.raises(ValidationError):
+        AlignParams(matting="magic")
