@@ -170,3 +170,17 @@ def test_grabcut_fallback_is_recorded_as_a_warning(astronaut, tmp_path, monkeypa
     assert info["backend"]["matting"] == "grabcut"
     assert info["backend"]["warnings"] == [pipeline.GRABCUT_WARNING]
     assert "GrabCut" in face.backend["warnings"][0]
+
+
+def test_the_runtime_prints_nothing_on_the_users_terminal(models):
+    """Issue 15 item 11: LiteRT writes 'INFO: Created TensorFlow Lite XNNPACK delegate' to fd 2 from C++
+    (once per process, so a fresh interpreter process is the honest test)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from smr_core.align.mediapipe_models import interpreter; "
+            "it = interpreter(sys.argv[1]); print(len(it.get_input_details()))")
+    done = subprocess.run([sys.executable, "-c", code, str(models["mediapipe-selfie-segmentation"])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "1"
+    assert done.stderr == "", done.stderr

@@ -12,6 +12,7 @@ Offline installs: download the wheel elsewhere and point $SMR_MEDIAPIPE_WHEEL at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,9 +228,25 @@ def interpreter(path: Path, threads: int | None = None) -> Any:
             f"the MediaPipe models need the TFLite runtime: pip install '{LITERT_SPEC}' (the project's `align` extra)"
         ) from None
     threads = threads or max(1, min(4, os.cpu_count() or 1))
-    it = Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
+    with _quiet_native_stderr():  # the runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
     return it
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 (a user's terminal shows only our lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def run(it: Any, x: Any) -> list[Any]:
