@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from exporters.config import DEFAULT_LOD_BUDGETS, MOBILE_TEXTURE_SIZE
+from exporters.config import DEFAULT_LOD_BUDGETS, FORMATS, MOBILE_TEXTURE_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "tangent-space normal map baked from the full-resolution mesh; each LOD's textures are half the "
             "previous LOD's side. A head made from synthetic views is labelled as such in preview.png, "
             "report.json and every GLB. Nothing is written if the input is invalid; report.json is written "
-            "last and marks a complete asset."
+            "last and marks a complete asset. --format usd (or both) writes head.usdz instead of (or beside) "
+            "the GLBs: the same LODs as variants, UsdPreviewSurface material, metersPerUnit 1, upAxis Y."
         ),
     )
     parser.add_argument("mesh_dir", metavar="MESH_DIR", help="HeadMesh folder written by `spin-to-mesh recon`")
     parser.add_argument("-o", "--output", required=True, metavar="ASSET_DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing ASSET_DIR")
-    parser.add_argument("--roughness", type=float, default=0.7, help="PBR roughness in [0, 1] (default 0.7)")
+    parser.add_argument(
+        "--roughness", type=float, default=0.55, help="PBR roughness of the skin in [0, 1] (default %(default)s)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="glb",
+        help="glb: head.glb + LOD files; usd: head.usdz (LODs as variants, needs usd-core); both (default glb)",
+    )
+    parser.add_argument("--usda", action="store_true", help="with a USD format, also write head.usda + textures/")
+    parser.add_argument(
+        "--lit-texture",
+        action="store_true",
+        help="use the texture with the views' lighting baked in (albedo_lit.png) instead of the de-lit albedo",
+    )
     parser.add_argument(
         "--lod-budgets",
         default=",".join(str(b) for b in DEFAULT_LOD_BUDGETS),
@@ -78,17 +93,28 @@ def _handle(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         normal_maps=not args.no_normal_maps,
         normal_map_size=args.normal_map_size,
+        format=args.format,
+        usda=args.usda,
+        lit_texture=args.lit_texture,
     )
     result = export_asset(args.mesh_dir, args.output, config, progress=True)
     report = result.report
     if report.get("synthetic"):
         print(f"warning: {report['warning']} (labelled in preview.png, report.json and every GLB)", file=sys.stderr)
     for lod in report["lods"]:
+        if lod["file"] is None:
+            continue
         normal = lod["normal_map"]
         print(
             f"{result.asset_dir / lod['file']}: {lod['triangles']} triangles, {lod['vertices']} vertices, "
             f"{lod['bytes'] / 1e6:.2f} MB" + (f", {normal['origin']} normal map {normal['width']} px" if normal else "")
         )
+    usd = report.get("usd")
+    if usd:
+        for name in usd["files"].values():
+            print(f"{result.asset_dir / name}: {len(usd['lods'])} LOD variants")
+        check = usd["check"]
+        print(f"{check['checker']}: {check['errors']} errors, {check['warnings']} warnings")
     if report["preview"]:
         print(f"{result.asset_dir / report['preview']['file']}")
     validation = report["validation"]

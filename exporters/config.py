@@ -11,6 +11,7 @@ DEFAULT_LOD_BUDGETS = (25_000, 7_000, 2_500)
 MAX_TEXTURE_SIZE = 16_384
 # LOD2 and later are for distance and phones: their textures never exceed this side.
 MOBILE_TEXTURE_SIZE = 512
+FORMATS = ("glb", "usd", "both")
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,15 @@ class ExportConfig:
         previous one's. None: half LOD0's albedo size, at least 256, and at least the HeadMesh's own normal
         map size when it has one (so its detail survives the bake), but never more than half a normal map
         the previous LOD embeds.
+    format: "glb" (head.glb + LOD files), "usd" (head.usdz with the LODs as variants, exporters/usd.py)
+        or "both".
+    usda: with a USD format, also write head.usda + textures/ (a loose, human-readable copy).
+    lit_texture: use the HeadMesh's lit texture (albedo_lit.png, lighting baked in) instead of the de-lit
+        albedo; a HeadMesh without one has only the texture it has.
+    roughness_map: a roughness texture (skin vs hair, exporters/material.py) instead of one factor.
     """
 
-    roughness: float = 0.7
+    roughness: float = 0.55  # skin: a soft, slightly oily dielectric
     lod_budgets: tuple[int, ...] = DEFAULT_LOD_BUDGETS
     max_texture_size: int | None = None
     texture_size: int | None = None
@@ -43,8 +50,24 @@ class ExportConfig:
     overwrite: bool = False
     normal_maps: bool = True
     normal_map_size: int | None = None
+    format: str = "glb"
+    usda: bool = False
+    lit_texture: bool = False
+    roughness_map: bool = False
+
+    @property
+    def writes_glb(self) -> bool:
+        return self.format in ("glb", "both")
+
+    @property
+    def writes_usd(self) -> bool:
+        return self.format in ("usd", "both")
 
     def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ExportConfigError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.usda and not self.writes_usd:
+            raise ExportConfigError("--usda writes a USD copy: give it with --format usd or --format both")
         if not (isinstance(self.roughness, (int, float)) and math.isfinite(self.roughness)):
             raise ExportConfigError(f"roughness must be a number in [0, 1], got {self.roughness!r}")
         if not 0.0 <= self.roughness <= 1.0:

@@ -15,6 +15,11 @@ stand-in, not the photo) is labelled as such in every output: a banner across pr
 Everything that can fail on bad input (settings, output folder, mesh, textures) is checked
 before the first byte is written. Each file is written atomically, and report.json is written
 last: an asset folder without report.json is incomplete (an overwrite removes the old report first).
+
+With format "usd" or "both" the same LOD meshes, textures and material go into head.usdz (LODs as the
+variants of the "lod" variant set, exporters/usd.py), checked by usd-core's validators and read back
+for the report. The base colour is the HeadMesh's de-lit albedo unless `lit_texture` asks for the lit
+one (albedo_lit.png); the lighting recon divided out is copied into report.json.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from exporters.glb import Material, Primitive, build_glb, uv_to_gltf
 from exporters.lod import LodMesh, build_lods, clean_lod
 from exporters.normalbake import NormalBaker, shading_frames
 from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
+from exporters.usd import UsdLod
 from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
 from spin_io.headmesh import HeadMesh, head_provenance
 
@@ -144,6 +150,43 @@ def lod_primitives(lod: LodMesh, with_tangents: bool) -> list[Primitive]:
     return prims
 
 
+def _lod_normals(lod: LodMesh, with_tangents: bool) -> np.ndarray:
+    """The vertex normals lod_primitives gives the GLB, unsplit (for the USD copy)."""
+    if with_tangents:
+        return shading_frames(lod.vertices, lod.faces, lod.uv)[0]
+    return vertex_normals(lod.vertices, lod.faces)
+
+
+def _choose_texture(head: HeadMesh, lit: bool) -> tuple[HeadMesh, str]:
+    """The base colour: the de-lit albedo (recon's default), or the lit texture when asked and present."""
+    from dataclasses import replace
+
+    lighting = (head.metadata or {}).get("lighting")
+    delit = isinstance(lighting, dict) and bool(lighting.get("delit", False))
+    if lit and head.albedo_lit is not None:
+        return replace(head, albedo=head.albedo_lit), "lit"
+    if lit:
+        return head, "headmesh (no separate lit texture; albedo.png is used as is)"
+    return head, "delit" if delit else "headmesh"
+
+
+def _lighting(head: HeadMesh, mesh_dir: Path | None) -> dict[str, Any] | None:
+    """The lighting recon estimated and divided out: mesh.json metadata, else metrics.json ("lighting")."""
+    import json
+
+    found = (head.metadata or {}).get("lighting")
+    if isinstance(found, dict):
+        return found
+    path = None if mesh_dir is None else mesh_dir / "metrics.json"
+    if path is None or not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text("utf-8")).get("lighting")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def _bbox(vertices: np.ndarray) -> dict[str, list[float]]:
     lo = np.asarray(vertices, np.float64).min(axis=0)
     hi = np.asarray(vertices, np.float64).max(axis=0)
@@ -188,7 +231,13 @@ def export_asset(
         # 1. Check everything before writing anything.
         t0 = time.perf_counter()
         _check_output(asset_dir, config.overwrite)
+        usd_version = None
+        if config.writes_usd:
+            from exporters.usd import require_usd
+
+            usd_version = require_usd()
         source_info: dict[str, Any]
+        mesh_dir: Path | None = None
         if isinstance(source, HeadMesh):
             head = source
             source_info = {"mesh_dir": None}
@@ -199,6 +248,8 @@ def export_asset(
                 "mesh_dir": str(mesh_dir.resolve()),
                 "sha256": {p.name: _sha256_file(p) for p in sorted(mesh_dir.iterdir()) if p.is_file()},
             }
+        lighting = _lighting(head, mesh_dir)
+        head, texture_source = _choose_texture(head, config.lit_texture)
         mesh: CleanMesh = check_headmesh(head)
         source_info.update(
             vertices=int(len(head.vertices)),
@@ -247,6 +298,7 @@ def export_asset(
         version = _generator_version()
         generator = f"{GENERATOR} {version}" + (" (SYNTHETIC head, not from the photo)" if synthetic else "")
         glbs: list[bytes] = []
+        usd_lods: list[UsdLod] = []
         lod_entries: list[dict[str, Any]] = []
         for level, lod in enumerate(lods):
             normal_entry = lod_normals[level]
@@ -274,10 +326,16 @@ def export_asset(
                 generator=generator,
             )
             glbs.append(data)
+            if config.writes_usd:
+                usd_lods.append(
+                    UsdLod(lod.vertices, lod.faces, lod.uv, _lod_normals(lod, normal_png is not None),
+                           albedo_pngs[level], normal_png)
+                )
             lod_entries.append(
                 {
                     "level": level,
-                    "file": lod_filename(level),
+                    "file": lod_filename(level) if config.writes_glb else None,
+                    **({"usd_variant": f"lod{level}"} if config.writes_usd else {}),
                     "triangle_budget": lod.budget,
                     "decimated": lod.decimated,
                     "triangles": int(len(lod.faces)),
@@ -313,11 +371,17 @@ def export_asset(
         report_path = asset_dir / REPORT_NAME
         report_path.unlink(missing_ok=True)
         files: dict[str, Path] = {}
-        for level, data in enumerate(glbs):
+        for level, data in enumerate(glbs if config.writes_glb else []):
             files[f"lod{level}"] = atomic_write_bytes(asset_dir / lod_filename(level), data)
-        for stale in asset_dir.glob("head_lod*.glb"):
-            if stale not in files.values():
+        for stale in [*asset_dir.glob("head_lod*.glb"), asset_dir / "head.glb"]:
+            if stale.exists() and stale not in files.values():
                 stale.unlink()
+        usd_entry: dict[str, Any] | None = None
+        if config.writes_usd:
+            usd_entry = _write_usd(asset_dir, usd_lods, config, usd_version, files, extras_info={
+                "generator": generator, "synthetic": synthetic, **({"warning": warning} if synthetic else {})})
+        else:
+            (asset_dir / "head.usdz").unlink(missing_ok=True)
         preview_entry: dict[str, Any] | None = None
         preview_path = asset_dir / PREVIEW_NAME
         if preview_image is not None:
@@ -333,7 +397,9 @@ def export_asset(
         stage_done("write", t0)
 
         validation: dict[str, Any] = {"ran": False, "reason": "disabled (--no-validate)"}
-        if config.validate:
+        if not config.writes_glb:
+            validation = {"ran": False, "reason": "no GLB written (--format usd)"}
+        elif config.validate:
             t0 = time.perf_counter()
             validation = _validate([files[f"lod{k}"] for k in range(len(glbs))], lod_entries)
             stage_done("validate", t0)
@@ -363,7 +429,19 @@ def export_asset(
                 "validate": config.validate,
                 "normal_maps": config.normal_maps,
                 "normal_map_size": normal_size if config.normal_maps else None,
+                "format": config.format,
+                "usda": config.usda,
+                "lit_texture": config.lit_texture,
             },
+            "material": {
+                "metallic": 0.0,
+                "roughness": config.roughness,
+                # "delit": recon divided the estimated lighting out; "lit": the texture with lighting baked in
+                "base_color": texture_source,
+            },
+            # what recon estimated and divided out (SH coefficients, per-view gains); None for older HeadMeshes
+            "lighting": _json_safe(lighting),
+            "usd": usd_entry,
             "units": "metres",
             "axes": "glTF: +Y up, face toward +Z, right-handed",
             "bounding_box_m": lod_entries[0]["bounding_box_m"],
@@ -387,12 +465,43 @@ def export_asset(
     finally:
         if bar is not None:
             bar.close()
+    if usd_entry is not None and not usd_entry["check"]["passed"]:
+        raise ValidationFailedError(
+            f"usd-core's checker found problems in {asset_dir / 'head.usdz'} (see 'usd' in {report_path}); "
+            "please report this as a spin-to-mesh bug with the report attached"
+        )
     if validation.get("ran") and not validation.get("passed"):
         raise ValidationFailedError(
             f"the glTF validator found problems in {asset_dir} (see 'validation' in {report_path}); "
             "please report this as a spin-to-mesh bug with the report attached"
         )
     return ExportResult(asset_dir=asset_dir, files=files, report=report)
+
+
+def _write_usd(
+    asset_dir: Path,
+    lods: list[UsdLod],
+    config: ExportConfig,
+    usd_version: str | None,
+    files: dict[str, Path],
+    extras_info: dict[str, Any],
+) -> dict[str, Any]:
+    """head.usdz (+ head.usda), then usd-core's checker and a read-back of every LOD variant."""
+    from exporters.usd import check_usd, read_usd_lods, write_usd
+
+    written = write_usd(asset_dir, lods, float(config.roughness), usda=config.usda, info=extras_info)
+    files.update(written)
+    check = check_usd(written["usdz"])
+    return {
+        "usd_core": usd_version,
+        "files": {role: path.name for role, path in written.items()},
+        "sha256": {path.name: _sha256_file(path) for path in written.values()},
+        "meters_per_unit": 1.0,
+        "up_axis": "Y",
+        "lod_variant_set": "lod",
+        "lods": read_usd_lods(written["usdz"]),
+        "check": check.summary(),
+    }
 
 
 def _encoded_normal_map(image: np.ndarray, origin: str) -> dict[str, Any]:

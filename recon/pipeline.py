@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 
 from recon.cameras import Cameras, cameras_from_frames
 from recon.conventions import ConventionReport, apply_conventions, check_conventions
+from recon.delight import DelightConfig
 from recon.errors import DegenerateResultError, ViewSetInputError
 from recon.fusion import FusionConfig, refine
 from recon.hull import extract_surface, hull_grid, largest_component, simplify
@@ -46,7 +47,7 @@ class ReconConfig:
     check_self_intersections: bool = True
     volume: VolumeConfig = field(default_factory=VolumeConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    texture: TextureConfig = field(default_factory=TextureConfig)
+    texture: TextureConfig = field(default_factory=lambda: TextureConfig(delight=DelightConfig(enabled=True)))
     self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)
 
 
@@ -62,6 +63,7 @@ class ReconResult:
     metres_per_unit: float
     conventions: ConventionReport | None
     metrics: dict
+    albedo_lit: np.ndarray | None = None  # the texture with the views' lighting left in (albedo is de-lit)
 
 
 def validate_input(vs: ViewSet) -> None:
@@ -226,7 +228,9 @@ def reconstruct(
     images = torch.tensor(np.stack([fr.rgb for fr in vs.frames]), dtype=torch.float32, device=dev) / 255.0
     baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture)
     stamp("texture")
-    views = per_view_metrics(vertices, f, baked, cams, vs, normals)
+    # reprojection is measured against the lit views, so with the lit texture
+    lit_baked = baked if baked.albedo_lit is None else replace(baked, albedo=baked.albedo_lit)
+    views = per_view_metrics(vertices, f, lit_baked, cams, vs, normals)
     check = self_check(views, cfg.self_check)
     if not check["ok"]:
         log(f"self-check: views {check['disagreeing_views']} disagree with the rest (metrics.json: self_check)")
@@ -242,9 +246,11 @@ def reconstruct(
         "conventions": report.as_dict() if report else None,
         "config": {k: val for k, val in asdict(cfg).items()},
         "generation": vs.generation,
+        "lighting": None if baked.lighting is None else baked.lighting.as_dict(),
     }
     return ReconResult(
-        baked.vertices, baked.faces, baked.uv, baked.albedo, grid.y_cut, vs.metres_per_unit, report, metrics
+        baked.vertices, baked.faces, baked.uv, baked.albedo, grid.y_cut, vs.metres_per_unit, report, metrics,
+        albedo_lit=baked.albedo_lit,
     )
 
 
@@ -277,7 +283,9 @@ def run_recon(
         faces=res.faces.astype(np.int32),
         uv=res.uv.astype(np.float32),
         albedo=res.albedo,
+        albedo_lit=res.albedo_lit,
         metadata={
+            "lighting": res.metrics.get("lighting"),
             "source": "recon",
             "views": str(views_dir),
             "neck_plane_y_m": res.y_cut * res.metres_per_unit,

@@ -22,16 +22,23 @@ and an unseen texel takes the barycentric interpolation of its face's vertex col
 texels keep their baked colours exactly. Only the gutter between charts, which no surface point
 maps to, is filled from the nearest chart texel (edge padding in UV space), so mip-maps and
 bilinear filtering never reach unpainted texels.
+
+De-lighting (recon/delight.py; on in recon's pipeline, off in a bare TextureConfig): before painting,
+each view's exposure / white balance gain is estimated on a sample of texels and divided out of its
+colours. After painting, one lighting (2nd-order SH + a key light, shared by all views) is fitted to the
+painted texels and their surface normals and divided out: `albedo` is de-lit, `albedo_lit` keeps the
+lighting (both filled the same way).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from recon.cameras import Cameras
+from recon.delight import DelightConfig, Lighting, delight_colours, estimate_lighting, estimate_view_gains
 from recon.mesh_ops import vertex_normals
 from recon.raster import Fragments, Rasterizer, TorchRasterizer, interpolate
 
@@ -43,6 +50,9 @@ class TextureConfig:
     input_weight: float = 3.0
     feather_px: float = 3.0
     depth_tolerance: float = 0.01  # ViewSet units (4 mm at 0.4 m/unit)
+    # off for a bare bake (a smooth albedo gradient is indistinguishable from light); recon's ReconConfig turns it on
+    delight: DelightConfig = field(default_factory=lambda: DelightConfig(enabled=False))
+    gain_samples: int = 50_000  # texels used to estimate the per-view gains
 
 
 @dataclass
@@ -54,6 +64,8 @@ class BakedTexture:
     coverage: float  # share of chart texels painted by at least one view
     source_vertex: np.ndarray  # (N',) index of the vertex each new vertex was split from
     surface_filled: float = 0.0  # share of chart texels no view saw, filled from the surrounding surface
+    albedo_lit: np.ndarray | None = None  # (S, S, 3) uint8 with the lighting left in (None: not de-lit)
+    lighting: Lighting | None = None  # what was divided out
 
 
 @dataclass
@@ -67,6 +79,8 @@ class _PaintedAtlas:
     painted: np.ndarray  # (S, S) bool: seen by at least one view
     face_id: np.ndarray  # (S, S) int64 atlas face under each texel, -1 in the gutter
     bary: np.ndarray  # (S, S, 3) float32 barycentrics of the texel centre in that face
+    normal: np.ndarray | None = None  # (S, S, 3) unit surface normal per chart texel (zero in the gutter)
+    view_gains: np.ndarray | None = None  # (V, 3) gains divided out of each view before painting
 
     @property
     def chart(self) -> np.ndarray:
@@ -150,27 +164,46 @@ def _paint_texels(
     p = pos_map.reshape(-1, 3)[tidx]
     n = nrm_map.reshape(-1, 3)[tidx]
     n = n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    def vote(v: int, pts: torch.Tensor, nrm: torch.Tensor, px: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """View v's weight for each texel (0 where occluded, back-facing or near a silhouette)."""
+        zbuf = _nearest(frags[v].depth[..., None], px)[:, 0]
+        visible = z <= zbuf + cfg.depth_tolerance
+        to_cam = cameras.centers[v][None] - pts
+        cos = (nrm * to_cam).sum(-1) / to_cam.norm(dim=-1)
+        w = cos.clamp(min=0) ** cfg.cos_power * _bilinear(feather[v][..., None], px)[:, 0]
+        w = torch.where(visible, w, torch.zeros_like(w))
+        return w * cfg.input_weight if is_input[v] else w
+
+    gains = torch.ones(len(cameras), 3, device=dev)
+    if cfg.delight.enabled and cfg.delight.view_gains and len(cameras) > 1 and len(tidx):
+        gen = torch.Generator().manual_seed(cfg.delight.seed)
+        sub = torch.randperm(len(tidx), generator=gen)[: cfg.gain_samples].to(dev)
+        sub_px, sub_z = cameras.project(p[sub])
+        cols, ws = [], []
+        for v in range(len(cameras)):
+            ws.append(vote(v, p[sub], n[sub], sub_px[v], sub_z[v]))
+            cols.append(_bilinear(images[v].to(dev), sub_px[v]))
+        reference = next((v for v in range(len(cameras)) if is_input[v]), None)
+        gains = torch.tensor(
+            estimate_view_gains(torch.stack(cols, 1).cpu().numpy(), torch.stack(ws, 1).cpu().numpy(), reference),
+            dtype=torch.float32, device=dev,
+        )
     acc = torch.zeros(len(tidx), 3, device=dev)
     wsum = torch.zeros(len(tidx), device=dev)
     uv_px, depth = cameras.project(p)
     for v in range(len(cameras)):
-        zbuf = _nearest(frags[v].depth[..., None], uv_px[v])[:, 0]
-        visible = depth[v] <= zbuf + cfg.depth_tolerance
-        to_cam = cameras.centers[v][None] - p
-        cos = (n * to_cam).sum(-1) / to_cam.norm(dim=-1)
-        w = cos.clamp(min=0) ** cfg.cos_power * _bilinear(feather[v][..., None], uv_px[v])[:, 0]
-        w = torch.where(visible, w, torch.zeros_like(w))
-        if is_input[v]:
-            w = w * cfg.input_weight
+        w = vote(v, p, n, uv_px[v], depth[v])
         sel = w > 1e-6
         if bool(sel.any()):
-            acc[sel] += w[sel, None] * _bilinear(images[v].to(dev), uv_px[v][sel])
+            acc[sel] += w[sel, None] * _bilinear(images[v].to(dev), uv_px[v][sel]) / gains[v]
             wsum[sel] += w[sel]
     painted = wsum > 1e-6
     colour = torch.zeros(S * S, 3, device=dev)
     colour[tidx[painted]] = acc[painted] / wsum[painted, None]
     filled = torch.zeros(S * S, dtype=torch.bool, device=dev)
     filled[tidx[painted]] = True
+    normal = torch.zeros(S * S, 3, device=dev)
+    normal[tidx] = n
     return _PaintedAtlas(
         vmap=vmap,
         faces=new_faces,
@@ -179,6 +212,8 @@ def _paint_texels(
         painted=filled.reshape(S, S).cpu().numpy(),
         face_id=tex_frags.face_id.cpu().numpy(),
         bary=tex_frags.bary.cpu().numpy(),
+        normal=normal.reshape(S, S, 3).cpu().numpy(),
+        view_gains=gains.cpu().numpy(),
     )
 
 
@@ -232,9 +267,10 @@ def _fill_from_surface(atlas: _PaintedAtlas, vertices: np.ndarray, faces: np.nda
     painted = atlas.painted.reshape(-1)
     hole = np.flatnonzero((face_id >= 0) & ~painted)
     seen = np.flatnonzero(painted)
-    img = atlas.colour.reshape(-1, 3).copy()
+    channels = atlas.colour.shape[-1]
+    img = atlas.colour.reshape(-1, channels).copy()
     if not len(hole) or not len(seen):
-        return img.reshape(S, S, 3), 0
+        return img.reshape(S, S, channels), 0
     bary = atlas.bary.reshape(-1, 3)
     corners = atlas.vmap[atlas.faces]  # (M, 3) input vertex ids of each atlas face
     # per input vertex: barycentric-weighted mean of the painted texels of the faces around it
@@ -243,13 +279,13 @@ def _fill_from_surface(atlas: _PaintedAtlas, vertices: np.ndarray, faces: np.nda
     b = bary[seen].reshape(-1).astype(np.float64)
     c = img[seen]
     wsum = np.bincount(corner, b, minlength=n)
-    acc = np.stack([np.bincount(corner, b * np.repeat(c[:, ch], 3), minlength=n) for ch in range(3)], 1)
+    acc = np.stack([np.bincount(corner, b * np.repeat(c[:, ch], 3), minlength=n) for ch in range(c.shape[1])], 1)
     known = wsum > 1e-6
     acc[known] /= wsum[known, None]
     vc = harmonic_fill(vertices, faces, acc, known).astype(np.float32)
     # unseen texel = barycentric interpolation of its face's vertex colours
     img[hole] = np.einsum("tk,tkc->tc", bary[hole], vc[corners[face_id[hole]]])
-    return img.reshape(S, S, 3), len(hole)
+    return img.reshape(S, S, channels), len(hole)
 
 
 def _fill_uv_nearest(img: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -283,12 +319,35 @@ def bake_texture(
     chart = atlas.chart
     n_chart = int(chart.sum())
     coverage = float(atlas.painted.sum()) / n_chart if n_chart else 0.0
+    lighting = None
+    if cfg.delight.enabled and atlas.painted.sum() >= 100:
+        lighting, delit = _delight_atlas(atlas, cfg.delight)
+        # lit and de-lit filled together: one harmonic solve for six channels
+        atlas.colour = np.concatenate([atlas.colour, delit], -1)
     img, n_filled = _fill_from_surface(atlas, vertices, faces)
     img = _fill_uv_nearest(img, chart if n_filled else atlas.painted)  # the gutter only, once charts are full
     surface_filled = n_filled / n_chart if n_chart else 0.0
+    lit = _to_uint8(img[..., :3])
+    albedo = _to_uint8(img[..., 3:]) if lighting is not None else lit
     return BakedTexture(
-        vertices[atlas.vmap], atlas.faces, atlas.uv, _to_uint8(img), coverage, atlas.vmap, surface_filled
+        vertices[atlas.vmap], atlas.faces, atlas.uv, albedo, coverage, atlas.vmap, surface_filled,
+        albedo_lit=lit if lighting is not None else None, lighting=lighting,
     )
+
+
+def _delight_atlas(atlas: _PaintedAtlas, cfg: DelightConfig) -> tuple[Lighting, np.ndarray]:
+    """Fit the lighting to the painted texels (linear colour, surface normal) and divide it out of them."""
+    from recon.delight import srgb_to_linear
+
+    painted = atlas.painted
+    colours = atlas.colour[painted]
+    normals = atlas.normal[painted]
+    lighting = estimate_lighting(srgb_to_linear(colours), normals, cfg)
+    lighting.view_gains = atlas.view_gains
+    floor = cfg.shading_floor
+    delit = np.zeros_like(atlas.colour)
+    delit[painted] = delight_colours(colours, normals, lighting, floor)
+    return lighting, delit.astype(np.float32)
 
 
 def render_textured(

@@ -8,7 +8,9 @@ Folder layout::
                       uv (N,2) float32 in [0,1], v measured UP from the bottom row of the
                       texture (the OpenGL/OBJ/trimesh convention; glTF's top-left origin is
                       applied by the exporter)
-      albedo.png      baseColor texture, RGB uint8
+      albedo.png      baseColor texture, RGB uint8 (de-lit by recon: the estimated lighting divided out)
+      albedo_lit.png  optional: the same atlas with the lighting of the views baked in (artists sometimes
+                      want it; `export --lit-texture`); folders without it are read as before
       normal_map.png  optional tangent-space normal map (glTF convention, +Y = +V)
       mesh.json       schema_version, units, axes, uv_origin, free-form metadata
                       (metadata["provenance"]: where the views came from, see provenance_from_generation)
@@ -80,6 +82,7 @@ class HeadMesh:
     albedo: np.ndarray
     normal_map: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    albedo_lit: np.ndarray | None = None  # the texture with the views' lighting left in (albedo is de-lit)
 
 
 def write_headmesh(mesh_dir: str | Path, mesh: HeadMesh, metrics: dict[str, Any] | None = None) -> Path:
@@ -97,6 +100,10 @@ def write_headmesh(mesh_dir: str | Path, mesh: HeadMesh, metrics: dict[str, Any]
     atomic_write_png(mesh_dir / "albedo.png", np.asarray(mesh.albedo, np.uint8))
     if mesh.normal_map is not None:
         atomic_write_png(mesh_dir / "normal_map.png", np.asarray(mesh.normal_map, np.uint8))
+    if mesh.albedo_lit is not None:
+        atomic_write_png(mesh_dir / "albedo_lit.png", np.asarray(mesh.albedo_lit, np.uint8))
+    else:
+        (mesh_dir / "albedo_lit.png").unlink(missing_ok=True)  # never pair a new albedo with an old lit one
     if metrics is not None:
         atomic_write_json(mesh_dir / "metrics.json", metrics)
     atomic_write_json(
@@ -107,6 +114,7 @@ def write_headmesh(mesh_dir: str | Path, mesh: HeadMesh, metrics: dict[str, Any]
             "axes": "gltf (+Y up, face toward +Z)",
             "uv_origin": "bottom-left",
             "has_normal_map": mesh.normal_map is not None,
+            "has_albedo_lit": mesh.albedo_lit is not None,
             "metadata": mesh.metadata,
         },
     )
@@ -152,6 +160,8 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
     albedo = _load_image(albedo_path, "albedo texture")
     normal_path = mesh_dir / "normal_map.png"
     normal_map = _load_image(normal_path, "normal map") if normal_path.is_file() else None
+    lit_path = mesh_dir / "albedo_lit.png"
+    albedo_lit = _load_image(lit_path, "lit texture") if lit_path.is_file() else None
     metadata: dict[str, Any] = {}
     meta_path = mesh_dir / "mesh.json"
     if meta_path.is_file():
@@ -177,6 +187,7 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
         albedo=albedo,
         normal_map=normal_map,
         metadata=metadata,
+        albedo_lit=albedo_lit,
     )
 
 

@@ -1,4 +1,8 @@
-"""Render a ground-truth head into a ViewSet (RGB on white, normals, masks) for any camera list."""
+"""Render a ground-truth head into a ViewSet (RGB on white, normals, masks) for any camera list.
+
+Unlit (the albedo itself) by default; with a SceneLighting (recon/synth/lighting.py) the head is shaded
+by known ambient + directional lights, for the de-lighting benchmark.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from recon.mesh_ops import vertex_normals
 from recon.raster import Rasterizer, TorchRasterizer, interpolate
 from recon.synth.albedo import procedural_albedo
 from recon.synth.heads import GroundTruthHead
+from recon.synth.lighting import SceneLighting, lit
 from recon.synth.perturb import Perturbation
 from spin_io.viewset import (
     DEFAULT_FOV_DEG,
@@ -81,8 +86,10 @@ def render_frame(
     albedo_fn: Callable[[torch.Tensor], torch.Tensor],
     supersample: int = 2,
     rasterizer: Rasterizer | None = None,
+    lighting: SceneLighting | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unlit albedo on white, world normals (zero outside) and coverage in [0, 1], box-filtered."""
+    """Albedo (lit by `lighting` if given) on white, world normals (zero outside) and coverage in [0, 1],
+    box-filtered."""
     rasterizer = rasterizer or TorchRasterizer()
     dev = vertices.device
     s = size * supersample
@@ -102,7 +109,7 @@ def render_frame(
     nrm = interpolate(frags, vertex_normals(vertices.float(), faces), faces)
     nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     rgb = torch.ones(s, s, 3, device=dev)
-    rgb[hit] = albedo_fn(pos[hit])
+    rgb[hit] = albedo_fn(pos[hit]) if lighting is None else lit(albedo_fn(pos[hit]), nrm[hit], lighting)
     cov = hit.float()
 
     def box(x: torch.Tensor) -> torch.Tensor:
@@ -129,6 +136,7 @@ def render_viewset(
     albedo_fn: Callable[[torch.Tensor], torch.Tensor] = procedural_albedo,
     device: str | torch.device = "cpu",
     metres_per_unit: float = DEFAULT_METRES_PER_UNIT,
+    lighting: SceneLighting | None = None,
 ) -> ViewSet:
     """Render `head` from each view (declared under `yaw_direction`) into an in-memory ViewSet.
 
@@ -167,7 +175,8 @@ def render_viewset(
             w = torch.exp(-((verts - bump_c) ** 2).sum(-1) / (2 * 0.12**2))
             v_render = verts + perturb.back_bulge_units * w[:, None] * vertex_normals(verts, faces)
             extra_rot = _axis_angle(np.array([0.0, 1.0, 0.3]), perturb.back_normal_rotation_deg)
-        rgb, n_world, cov = render_frame(v_render, faces, render_c2w, focal, size, albedo_fn, supersample)
+        rgb, n_world, cov = render_frame(v_render, faces, render_c2w, focal, size, albedo_fn, supersample,
+                                         lighting=lighting)
         mask = cov >= 0.5
         R_n = extra_rot
         if perturb.normal_rotation_deg > 0:
@@ -220,6 +229,7 @@ def render_viewset(
             "synthetic": head.name,
             "seed": seed,
             "perturbed": perturb != Perturbation.none(),
+            **({"lighting": lighting.name} if lighting is not None else {}),
             **({"perturbation": {k: v for k, v in record.items() if v}} if any(record.values()) else {}),
         },
     )

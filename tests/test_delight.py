@@ -1,0 +1,199 @@
+"""De-lighting (recon/delight.py): closed-form lighting recovery, per-view gains, a lit bake, the lit texture kept."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from export_helpers import decode_glb, grid_mesh
+from PIL import Image
+from threads import one_thread_module  # noqa: F401  (autouse: one torch thread)
+
+from exporters import ExportConfig, export_asset
+from recon.cameras import cameras_from_frames
+from recon.delight import (
+    DelightConfig,
+    delight_colours,
+    estimate_lighting,
+    estimate_view_gains,
+    fibonacci_sphere,
+    linear_to_srgb,
+    sh_basis,
+    srgb_to_linear,
+)
+from recon.synth import LIGHTINGS, ViewSpec, procedural_head, render_viewset
+from recon.synth.lighting import SceneLighting
+from recon.texture import TextureConfig, bake_texture, uv_to_pixels
+from spin_io.headmesh import read_headmesh, write_headmesh
+
+LUMA = np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_sh_basis_is_orthonormal():
+    """∫ Y_i Y_j dΩ = δ_ij, by quadrature on nearly uniform directions."""
+    n = fibonacci_sphere(20_000)
+    Y = sh_basis(n)
+    gram = 4 * np.pi * Y.T @ Y / len(n)
+    np.testing.assert_allclose(gram, np.eye(9), atol=2e-3)
+
+
+def _hard_light(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.array([0.9, 0.3, 0.3])
+    d /= np.linalg.norm(d)
+    return 0.12 + np.clip(n @ d, 0, None)[:, None] * np.array([1.0, 0.85, 0.7]), d
+
+
+def test_lighting_is_recovered_despite_hair_and_highlights():
+    """One albedo with 15% dark texels (eyebrows, stubble, strands of hair, scattered over the head) and 3%
+    specular highlights: the shading comes back up to scale, the key light's direction within 2 degrees,
+    and the dark texels and highlights get zero weight. (A hair cap that covers every normal of a region
+    is not separable this way: see the report's limitations.)"""
+    rng = np.random.default_rng(0)
+    n = fibonacci_sphere(30_000)
+    E, d = _hard_light(n)
+    albedo = np.tile([0.55, 0.4, 0.33], (len(n), 1))
+    hair = rng.random(len(n)) < 0.15
+    albedo[hair] = [0.05, 0.035, 0.03]
+    colours = albedo * E
+    spec = rng.random(len(n)) < 0.03
+    colours[spec] += 0.5
+    lighting = estimate_lighting(colours, n)
+    ratio = E / lighting.shading(n)
+    assert np.std(ratio[~hair & ~spec] / ratio[~hair & ~spec].mean(0), axis=0).max() < 0.02
+    angle = np.degrees(np.arccos(np.clip(lighting.direction @ d, -1, 1)))
+    assert angle < 2.0
+    assert lighting.inlier_share < 1 - 0.7 * (hair | spec).mean()
+    # the well-lit normalisation: the 95th percentile of the shading's luminance is 1
+    assert np.percentile(lighting.shading(n) @ LUMA, 95) == pytest.approx(1.0, abs=1e-6)
+    json.dumps(lighting.as_dict())
+
+
+def test_sh_only_model_fits_soft_light():
+    """Ambient + a broad dome light is in the SH span: recovered exactly, no key light needed."""
+    n = fibonacci_sphere(5_000)
+    E = 0.4 + 0.3 * n[:, 1:2] + 0.1 * n[:, 2:3] * np.array([1.0, 0.8, 0.6])
+    lighting = estimate_lighting(0.5 * E, n, DelightConfig(directional=False))
+    ratio = E / lighting.shading(n)
+    np.testing.assert_allclose(ratio / ratio.mean(0), 1.0, atol=1e-4)  # exact up to the tiny ridge
+
+
+def test_view_gains_are_recovered_relative_to_the_input_view():
+    rng = np.random.default_rng(1)
+    T, V = 4000, 6
+    truth = rng.uniform(0.2, 0.8, (T, 1, 3))
+    gains = rng.uniform(0.8, 1.2, (V, 3))
+    gains[0] = 1.0
+    weights = (rng.random((T, V)) < 0.5).astype(float)
+    colours = truth * gains[None] * (1 + 0.01 * rng.standard_normal((T, V, 3)))
+    colours[rng.random((T, V)) < 0.05] = 0.99  # highlights / misregistered pixels
+    est = estimate_view_gains(colours, weights, reference=0)
+    np.testing.assert_allclose(est, gains, rtol=0.01)
+
+
+def test_delight_inverts_known_shading():
+    """encode(decode(a) E) de-lit with the estimated shading gives a back up to one gain per channel
+    (the light's overall colour and scale, which no image separates from the albedo's)."""
+    n = fibonacci_sphere(2_000)
+    E, _ = _hard_light(n)
+    albedo = np.tile([0.7, 0.5, 0.4], (len(n), 1))
+    observed = linear_to_srgb(srgb_to_linear(albedo) * E * 0.8)
+    lighting = estimate_lighting(srgb_to_linear(observed), n)
+    ratio = srgb_to_linear(delight_colours(observed, n, lighting, 0.02)) / srgb_to_linear(albedo)
+    assert (ratio.std(0) / ratio.mean(0)).max() < 0.01
+
+
+def _bake(lighting: SceneLighting | None):
+    head = procedural_head(3, voxel_m=0.006, target_faces=6000)
+    views = [ViewSpec(a, e, a == 0 and e == 0) for e in (0.0, 25.0, -20.0) for a in range(0, 360, 45)]
+    vs = render_viewset(head, views, size=96, normal_frame="world", lighting=lighting)
+    cams = cameras_from_frames(vs.frames, "cpu")
+    images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
+    masks = np.stack([f.mask for f in vs.frames])
+    baked = bake_texture(head.vertices, head.faces, cams, images, masks, [f.is_input for f in vs.frames],
+                         TextureConfig(size=256, delight=DelightConfig()))
+    return baked
+
+
+def _texel_truth(baked, size: int = 256):
+    from recon.mesh_ops import vertex_normals
+    from recon.raster import TorchRasterizer, interpolate
+    from recon.synth import procedural_albedo
+
+    uv, faces = torch.tensor(baked.uv), torch.tensor(baked.faces)
+    verts = torch.tensor(baked.vertices, dtype=torch.float32)
+    frags = TorchRasterizer().rasterize(uv_to_pixels(uv, size), torch.ones(len(uv)), faces, size, size)
+    chart = frags.covered
+    nrm = interpolate(frags, vertex_normals(verts, faces), faces)[chart]
+    nrm = (nrm / nrm.norm(dim=-1, keepdim=True)).numpy()
+    return chart.numpy(), procedural_albedo(interpolate(frags, verts, faces)[chart]).numpy(), nrm
+
+
+@pytest.fixture(scope="module")
+def hard_side_bake():
+    return _bake(LIGHTINGS["hard_side"])
+
+
+def test_bake_under_hard_side_light_removes_the_shading(hard_side_bake):
+    """Measured against the true albedo: error (after the one gain no image can fix) at least 3x lower,
+    and the shading left in the texture (correlation of log luminance ratio with n·l) near zero."""
+    baked = hard_side_bake
+    chart, truth, nrm = _texel_truth(baked)
+    key = LIGHTINGS["hard_side"].key_direction()
+
+    def score(texture):
+        x = texture[chart] / 255.0
+        gain = (x * truth).sum(0) / (x * x).sum(0)
+        ratio = np.log(np.maximum(x @ LUMA, 1e-3) / (truth @ LUMA))
+        return np.abs(x * gain - truth).mean(), np.corrcoef(ratio, nrm @ key)[0, 1]
+
+    mae_lit, corr_lit = score(baked.albedo_lit)
+    mae_delit, corr_delit = score(baked.albedo)
+    assert corr_lit > 0.8 and abs(corr_delit) < 0.2
+    assert mae_delit * 3 < mae_lit
+    assert baked.lighting is not None and baked.lighting.direction @ key > 0.95
+    json.dumps(baked.lighting.as_dict())
+
+
+def test_unlit_views_are_left_almost_unchanged():
+    baked = _bake(None)
+    diff = np.abs(baked.albedo.astype(float) - baked.albedo_lit.astype(float)).mean()
+    assert diff < 4.0  # of 255: no shading is invented where there was none
+
+
+def test_headmesh_keeps_the_lit_texture(tmp_path):
+    mesh = grid_mesh(6)
+    mesh.albedo_lit = (mesh.albedo // 2).astype(np.uint8)
+    write_headmesh(tmp_path / "m", mesh)
+    back = read_headmesh(tmp_path / "m")
+    np.testing.assert_array_equal(back.albedo_lit, mesh.albedo_lit)
+    assert json.loads((tmp_path / "m" / "mesh.json").read_text())["has_albedo_lit"]
+    mesh.albedo_lit = None
+    write_headmesh(tmp_path / "m", mesh)  # a rewrite without one leaves no stale lit texture
+    assert read_headmesh(tmp_path / "m").albedo_lit is None and not (tmp_path / "m" / "albedo_lit.png").exists()
+
+
+def test_export_uses_the_delit_albedo_unless_asked(tmp_path):
+    mesh = grid_mesh(6)
+    mesh.albedo_lit = (mesh.albedo // 2).astype(np.uint8)
+    mesh.metadata["lighting"] = {"delit": True, "sh": [[0.0] * 9] * 3}
+    write_headmesh(tmp_path / "m", mesh)
+
+    def base_colour(config):
+        result = export_asset(tmp_path / "m", tmp_path / str(config.lit_texture), config)
+        gltf = decode_glb(result.files["lod0"].read_bytes())["gltf"]
+        blob = gltf.binary_blob()
+        view = gltf.bufferViews[gltf.images[0].bufferView]
+        png = blob[view.byteOffset: view.byteOffset + view.byteLength]
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), result.report
+
+    config = ExportConfig(lod_budgets=(100,), preview=False, validate=False)
+    image, report = base_colour(config)
+    np.testing.assert_array_equal(image, mesh.albedo)
+    assert report["material"]["base_color"] == "delit" and report["lighting"]["delit"] is True
+    assert report["material"]["metallic"] == 0.0
+    image, report = base_colour(ExportConfig(lod_budgets=(100,), preview=False, validate=False, lit_texture=True))
+    np.testing.assert_array_equal(image, mesh.albedo_lit)
+    assert report["material"]["base_color"] == "lit"
