@@ -94,6 +94,9 @@ def views_artifact(views: ViewsRecord) -> None:
 def asset_artifacts(asset: AssetRecord) -> None:
     """The turntable preview and a link to the GLB."""
     parts = [f"### {asset.photo_id}\n", f"[head.glb]({asset.glb_uri})\n"]
+    note = str(asset.summary.get("validation", ""))
+    if note.startswith("not validated"):
+        parts.append(f"**Warning: glTF {note}**\n")
     if asset.preview_uri:
         parts.append(_thumbnail_md(from_uri(asset.preview_uri), PREVIEW_PX, "turntable"))
     create_markdown_artifact(
@@ -138,3 +141,28 @@ def summary_artifacts(summary: RunSummary) -> None:
     rows = metrics_rows(summary.photos)
     if rows:
         create_table_artifact(rows, key="spin-to-mesh-metrics", description="recon and export metrics per head")
+
+
+def _cell(text: str | None, width: int = 300) -> str:
+    """One markdown table cell: a line of its own, no pipe that would split it."""
+    text = " ".join((text or "").split())
+    text = text if len(text) <= width else text[: width - 3] + "..."
+    return text.replace("|", "\\|")
+
+
+def failures_markdown(summary: RunSummary) -> str:
+    """The failed photos as a markdown table: photo, stage, error type, reason (what to fix, per photo)."""
+    lines = ["| photo | stage | error type | reason |", "|---|---|---|---|"]
+    for p in summary.photos:
+        if p.status == "failed":
+            cells = (p.photo_id, p.failed_stage, p.error_type, p.error)
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return f"### {summary.n_failed} of {len(summary.photos)} photo(s) failed\n\n" + "\n".join(lines) + "\n"
+
+
+def failures_artifact(summary: RunSummary) -> None:
+    """The failures table, made only when a photo failed (its absence means none did)."""
+    create_markdown_artifact(
+        failures_markdown(summary), key="spin-to-mesh-failures",
+        description=f"{summary.n_failed} failed photo(s); output {summary.output_uri}",
+    )

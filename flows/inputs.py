@@ -96,3 +96,28 @@ def resolve_photos(input_spec: str) -> list[Path]:
             seen.add(r)
             unique.append(r)
     return unique
+
+
+def run_name_for(input_spec: str, shard_index: int = 0, shard_count: int = 1, width: int = 80) -> str:
+    """A flow run's name from what it processes, so the run list reads 'astronaut', 'heads.txt shard 2 of 8'.
+
+    Decided from the text alone (the name is given before the worker looks at any file): a photo gives its
+    stem, a manifest its file name, a glob its folder and pattern, anything else is a folder's name.
+    """
+    if not input_spec.strip():
+        return "no input"
+    spec = input_spec.strip().rstrip("/\\") or input_spec.strip()
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if _GLOB_CHARS.search(spec):
+        parent = next((p for p in reversed(path.parent.parts) if not _GLOB_CHARS.search(p)), "")
+        name = f"{parent} {path.name}".strip()
+    elif suffix in IMAGE_SUFFIXES:
+        name = path.stem
+    elif suffix in MANIFEST_SUFFIXES:
+        name = path.name
+    else:
+        name = f"{path.name or spec} folder"
+    if shard_count > 1:
+        name = f"{name} shard {shard_index} of {shard_count}"
+    return name if len(name) <= width else name[: width - 3] + "..."

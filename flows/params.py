@@ -64,6 +64,7 @@ class ViewsParams(_Params):
         default_factory=lambda: [0.0, 20.0, -15.0],
         min_length=1,
         max_length=8,
+        json_schema_extra={"uniqueItems": True},  # the server and the UI form refuse a repeated ring at submission
         description="Elevation of each ring of views in degrees (0 = eye level, > 0 = from above); the pitched "
         "rings cover the crown and the chin. More than 16 views are generated in several passes.",
     )
@@ -177,6 +178,10 @@ class RunOptions(_Params):
     shard_index: int = Field(0, ge=0, description="Process only photos i with i % shard_count == shard_index.")
     shard_count: int = Field(1, ge=1, le=4096, description="Split a batch into this many shards (one run per GPU).")
     max_photos: int | None = Field(None, ge=1, description="Stop after this many photos (after sharding).")
+    allow_partial: bool = Field(
+        False, description="A batch in which some photos failed ends Completed (the failures in its message) instead "
+        "of Failed. The finished heads are kept either way; a run in which every photo failed always fails."
+    )
 
     @model_validator(mode="after")
     def _shard(self) -> RunOptions:
@@ -200,3 +205,10 @@ class RunParameters(_Params):
     recon: ReconParams = Field(default_factory=ReconParams, description="Mesh reconstruction and texture baking.")
     export: ExportParams = Field(default_factory=ExportParams, description="GLB export: LODs, textures, preview.")
     options: RunOptions = Field(default_factory=RunOptions, description="Devices, weights, cache, retries, limits.")
+
+    @field_validator("input", "output")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is blank: name a photo, folder, glob or manifest (input) or a folder (output)")
+        return value

@@ -14,14 +14,15 @@ import errno
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
-from prefect.states import State
+from prefect.states import Completed, Failed, State
+from pydantic import Field
 
 from flows import artifacts, stages
 from flows.errors import PhotosFailedError, user_error_types
-from flows.inputs import photo_id, resolve_photos, sha256_file
+from flows.inputs import photo_id, resolve_photos, run_name_for, sha256_file
 from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, RunParameters, ViewsParams
 from flows.records import (
     STAGES,
@@ -35,7 +36,7 @@ from flows.records import (
     from_uri,
     to_uri,
 )
-from flows.tasks import configure_task
+from flows.tasks import configure_task, usable_limit
 from spin_io.errors import EXIT_CRASH, EXIT_OUTPUT, EXIT_USAGE, exit_code_of
 from spin_io.preflight import check_output_writable, resolve_device
 
@@ -203,14 +204,46 @@ def _run_photo(
     return pr.result(asset, metrics)
 
 
-def run_pipeline(run: RunParameters) -> RunSummary:
-    """The body of the flow (call it inside a flow run)."""
+def form_weights_message(text: str, n_missing: int) -> str:
+    """smr_core's missing-weights text, its first line in the form's words: the CLI's options mean nothing in the UI.
+
+    The list of files below the first line (where each comes from, how to get it by hand) is kept as it is.
+    """
+    import re
+    import socket
+
+    first, _, files = text.partition("\n")
+    where = re.search(r"missing in (\S+)", first)
+    folder = f" in {where.group(1)}" if where else ""
+    line = (
+        f"{n_missing or 'some'} weight file(s) for views.backend = spinmeround are missing{folder} on worker "
+        f"{socket.gethostname()}: set options.weights to a folder on the worker that holds them (or run "
+        "`spin-to-mesh weights fetch` there), or choose views.backend = synthetic for the weights-free demo "
+        "(the spin-to-mesh/demo deployment)"
+    )
+    return line + ("\n" + files if files else "")
+
+
+def _ensure_weights_for_form(run: RunParameters) -> str | None:
+    """stages.ensure_run_weights, its refusal reworded for the UI; still a WeightsMissingError (no retry, exit 3)."""
+    from smr_core.fetch.errors import WeightsMissingError
+
+    try:
+        return stages.ensure_run_weights(run.options.weights, run.align, run.views)
+    except WeightsMissingError as exc:
+        raise WeightsMissingError(form_weights_message(str(exc), len(exc.missing)), exc.missing) from None
+
+
+def run_pipeline(run: RunParameters) -> State | RunSummary:
+    """The body of the flow (call it inside a flow run): the summary, or a final state carrying it (see final_state)."""
     logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
     # before any heavy work, also for runs started from the Prefect UI: both are user errors (no retry)
     output = check_output_writable(run.output)
     resolve_device(run.options.device)
-    weights = stages.ensure_run_weights(run.options.weights, run.align, run.views)  # fetched on first use
-    run = run.model_copy(update={"options": run.options.model_copy(update={"weights": weights})})
+    weights = _ensure_weights_for_form(run)  # fetched on first use
+    gpu_limit = usable_limit(run.options.gpu_concurrency_limit)  # checked once per run, not twice per photo
+    run = run.model_copy(update={"options": run.options.model_copy(update={"weights": weights,
+                                                                         "gpu_concurrency_limit": gpu_limit})})
     cache_dir = Path(run.options.cache_dir).expanduser().resolve() if run.options.cache_dir else output / CACHE_DIRNAME
     photos = _photo_records(run, output)
     logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_dir)
@@ -229,32 +262,84 @@ def run_pipeline(run: RunParameters) -> RunSummary:
     summary = RunSummary(output_uri=to_uri(output), photos=finished)
     _show(artifacts.summary_artifacts, summary)
     logger.info("%d of %d photo(s) completed", summary.n_completed, len(photos))
-    if photos and summary.n_completed == 0:
-        first = summary.photos[0]
-        raise PhotosFailedError(
-            f"all {len(photos)} photo(s) failed; first: {first.photo_id} in {first.failed_stage}: "
-            f"{first.error_type}: {first.error}",
-            summary,
-        )
-    return summary
+    return final_state(summary, run.options.allow_partial)
 
 
-@flow(name=FLOW_NAME, log_prints=True, validate_parameters=True)
+def outcome_message(summary: RunSummary, shown: int = 3, width: int = 200) -> str:
+    """The final state's one line, so the run list says what failed without opening the run.
+
+    '3 of 4 heads; 1 failed: flat-1a2b3c in align: NoFaceError: no face found'; at most `shown`
+    failures are named (the failures artifact lists them all), each reason cut to `width` characters.
+    """
+    head = f"{summary.n_completed} of {len(summary.photos)} heads"
+    failed = [p for p in summary.photos if p.status == "failed"]
+    if not failed:
+        return head
+    named = []
+    for p in failed[:shown]:
+        reason = " ".join(f"{p.error_type}: {p.error}".split())
+        reason = reason if len(reason) <= width else reason[: width - 3] + "..."
+        named.append(f"{p.photo_id} in {p.failed_stage}: {reason}")
+    more = f"; and {len(failed) - shown} more (see the failures artifact)" if len(failed) > shown else ""
+    return f"{head}; {len(failed)} failed: " + "; ".join(named) + more
+
+
+def final_state(summary: RunSummary, allow_partial: bool = False) -> State | RunSummary:
+    """How the run ends: any failed photo fails the run unless partial success is allowed; the summary stays its result.
+
+    A batch that 'Completed' with failed photos hid them from whoever watches the run list. Returning a
+    Failed state (not raising) keeps the summary as the run's result, so `spin-to-mesh run` still prints
+    it and exits EXIT_PARTIAL, and the finished heads stay where they are. Every photo failed: raised.
+    """
+    if summary.n_failed == 0:
+        return summary
+    _show(artifacts.failures_artifact, summary)
+    message = outcome_message(summary)
+    if summary.n_completed == 0:
+        raise PhotosFailedError(message, summary)
+    if allow_partial:
+        get_run_logger().warning(message)
+        return Completed(message=message, data=summary)
+    get_run_logger().error("%s (options.allow_partial accepts a partial batch)", message)
+    return Failed(message=message, data=summary)
+
+
+def flow_run_name() -> str:
+    """Prefect's name for this run, from its input and shard (random names said nothing about what a run does)."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    options = params.get("options") or {}
+    if isinstance(options, RunOptions):
+        options = options.model_dump()
+    try:
+        shard = int(options.get("shard_index", 0)), int(options.get("shard_count", 1))
+    except (TypeError, ValueError, AttributeError):  # a bad value is refused by validation, not by the name
+        shard = 0, 1
+    return run_name_for(str(params.get("input") or ""), *shard)
+
+
+# min_length and pattern reach the parameter schema, so the server and the UI form refuse a blank one at submission
+NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
+
+
+@flow(name=FLOW_NAME, flow_run_name=flow_run_name, log_prints=True, validate_parameters=True)
 def spin_to_mesh(
-    input: str,
-    output: str,
+    input: NonEmpty,
+    output: NonEmpty,
     align: AlignParams = _ALIGN,
     views: ViewsParams = _VIEWS,
     recon: ReconParams = _RECON,
     export: ExportParams = _EXPORT,
     options: RunOptions = _OPTIONS,
-) -> RunSummary:
+) -> State | RunSummary:
     """One face photo, a folder, a glob or a manifest of photos -> one textured GLB head per photo.
 
     Each photo gets `<output>/<photo id>/{aligned,views,mesh,asset}`; `asset/head.glb` is the head.
     A photo that fails (no face, a recon error, ...) is reported in the summary table with its stage
-    and error while the others complete. Stages are cached in `<output>/.spin-cache` (or
-    options.cache_dir), so a re-run only redoes what changed or failed.
+    and error while the others complete; the run then ends Failed (Completed with options.allow_partial),
+    its message naming the failed photos, and the failures table lists them. Stages are cached in
+    `<output>/.spin-cache` (or options.cache_dir), so a re-run only redoes what changed or failed.
 
     Args:
         input: A photo, a folder, a glob such as 'photos/*.jpg', or a manifest (.txt: one path per line;

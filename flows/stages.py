@@ -395,6 +395,21 @@ def run_recon(
                       metrics=_scalar_metrics({k: v for k, v in metrics.items() if k not in ("config", "generation")}))
 
 
+def validation_note(validation: dict[str, Any], asked: bool) -> str:
+    """What report.json's 'validation' says in one phrase: 'passed', 'failed: ...', 'not validated: <why>'.
+
+    A worker without Node.js or the gltf-validator package used to record validation_passed = null and
+    nothing else, which read like success; the note makes the skipped check visible in the run.
+    """
+    if not asked:
+        return "not asked (export.validate_gltf off)"
+    if not validation.get("ran"):
+        return f"not validated: {validation.get('reason') or 'the exporter did not run the glTF validator'}"
+    if validation.get("passed"):
+        return "passed"
+    return f"failed: {validation.get('errors', '?')} error(s), {validation.get('warnings', '?')} warning(s)"
+
+
 def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRecord:
     """HeadMesh -> Asset folder `<work>/asset` (exporters): LOD GLBs, preview.png, report.json."""
     from exporters import ExportConfig, export_asset
@@ -417,6 +432,7 @@ def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRe
     summary: dict[str, Any] = {
         "triangles": [lod.get("triangles") for lod in report.get("lods", []) if isinstance(lod, dict)],
         "validation_passed": report.get("validation", {}).get("passed"),
+        "validation": validation_note(report.get("validation", {}), params.validate_gltf),
         "glb_bytes": glb.stat().st_size,
     }
     return AssetRecord(

@@ -36,6 +36,32 @@ def fill_limit_name(template: str) -> str:
     return template.format(hostname=socket.gethostname().split(".")[0].lower(), cuda_visible_devices=cuda)
 
 
+def usable_limit(template: str | None) -> str | None:
+    """The run's GPU limit, filled on this worker and looked up once: a name the server lacks is warned about once.
+
+    Prefect's own check is per acquisition: 'Concurrency limits [...] do not exist' twice per photo (views and
+    recon). Here a missing limit gives one warning saying how to create it, and the stages ask for none.
+    Any other API problem keeps the name (Prefect's non-strict mode then decides, as before).
+    """
+    if not template:
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    name = fill_limit_name(template)
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        get_run_logger().warning(
+            "GPU concurrency limit %r does not exist on the Prefect server: GPU stages run unthrottled. Create it "
+            "with `prefect gcl create %s --limit 1` (docs/PREFECT.md) or leave options.gpu_concurrency_limit empty.",
+            name, name,
+        )
+        return None
+    return name
+
+
 @contextlib.contextmanager
 def gpu_slot(limit: str | None) -> Iterator[None]:
     """Hold one slot of the named global concurrency limit while a GPU stage runs (no-op without a name).
@@ -90,8 +116,12 @@ def recon_task(
 
 @task(name="export", task_run_name="export {mesh.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)
 def export_task(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRecord:
-    """Write the GLB LODs, the turntable preview and report.json (CPU)."""
-    return stages.run_export(mesh, params, work_uri)
+    """Write the GLB LODs, the turntable preview and report.json (CPU); a skipped glTF validation is a warning."""
+    asset = stages.run_export(mesh, params, work_uri)
+    note = str(asset.summary.get("validation", ""))
+    if note.startswith("not validated"):
+        get_run_logger().warning("%s: %s (report.json 'validation' says why)", mesh.photo_id, note)
+    return asset
 
 
 STAGE_TASKS: dict[str, Task] = {"align": align_task, "views": views_task, "recon": recon_task, "export": export_task}

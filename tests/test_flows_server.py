@@ -101,7 +101,7 @@ def test_server_deploy_worker_round_trip(tmp_path):
         t0 = time.perf_counter()
         r = _prefect(["--no-prompt", "deploy", "--all"], client_env, 180)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "spin-to-mesh/batch" in r.stdout and "spin-to-mesh/preview" in r.stdout, r.stdout
+        assert all(f"spin-to-mesh/{d}" in r.stdout for d in ("batch", "preview", "demo")), r.stdout
         timings["deploy_s"] = time.perf_counter() - t0
 
         worker = subprocess.Popen(
@@ -112,7 +112,7 @@ def test_server_deploy_worker_round_trip(tmp_path):
             "align": {"backend": "offline"},
             "views": {"backend": "synthetic", "num_views": 4, "pitch_rings_deg": [0.0], "image_size": 96},
             "recon": {"preset": "preview", "texture_size": 128},
-            "export": {"lod_budgets": [2000], "texture_size": 128, "validate_gltf": False},
+            "export": {"lod_budgets": [2000], "max_texture_size": 128, "validate_gltf": False},
         }
         t0 = time.perf_counter()
         r = _prefect(
