@@ -129,7 +129,16 @@ class ExportParams(_Params):
         description="Largest texture side of LOD0 in pixels: a bigger baked albedo is scaled down to fit, never up "
         "(CLI --max-texture-size; empty = keep the baked size).",
     )
-    roughness: float = Field(0.7, ge=0.0, le=1.0, description="glTF metallic-roughness roughness of the head material.")
+    roughness: float = Field(
+        0.55, ge=0.0, le=1.0, description="Roughness of the head material (metallic is 0): 0.55 suits skin."
+    )
+    format: Literal["glb", "both"] = Field(
+        "glb", description="'both' also writes head.usdz (USD, the LODs as the 'lod' variant set) beside the GLBs."
+    )
+    usda: bool = Field(False, description="With format 'both': also a readable head.usda (+ textures/).")
+    lit_texture: bool = Field(
+        False, description="Use the lit texture (lighting baked in) instead of the de-lit albedo as the base colour."
+    )
     normal_maps: bool = Field(
         True, description="Give each decimated LOD a tangent-space normal map baked from the full-resolution mesh "
         "(keeps the shading of nose, lips and ears on low-poly LODs; about 0.3 MB per LOD at 1024 px)."

@@ -118,6 +118,7 @@ def build_parameters(args: argparse.Namespace) -> Any:
                     lod_budgets=args.lod_budgets, max_texture_size=args.max_texture_size,
                     preview=False if args.no_preview else None, validate_gltf=False if args.no_validate else None,
                     normal_maps=False if args.no_normal_maps else None,
+                    format=args.format, usda=args.usda or None, lit_texture=args.lit_texture or None,
                 ),
                 "options": pick(
                     device=args.device, weights=args.weights or os.environ.get("SMR_WEIGHTS"),
@@ -569,6 +570,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
     g.add_argument("--no-normal-maps", action="store_true", help="no baked normal maps on the decimated LODs")
     g.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator")
+    g.add_argument("--format", choices=["glb", "both"], help="'both' also writes head.usdz (default glb)")
+    g.add_argument("--usda", action="store_true", help="with --format both: also a readable head.usda")
+    g.add_argument("--lit-texture", action="store_true", help="base colour with the lighting baked in (not de-lit)")
     g = p.add_argument_group("run")
     g.add_argument("--device", help="auto (default: CUDA when available), cpu, cuda or cuda:N; checked before any work")
     g.add_argument("--weights", metavar="DIR",

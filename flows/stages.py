@@ -250,7 +250,7 @@ def run_align(
     )
 
 
-def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str) -> int:
+def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str, aligned_dir: Path | None = None) -> int:
     from recon.synth import ViewSpec, procedural_head, render_viewset
     from smr_core.cameras import default_cameras
     from spin_io.viewset import write_viewset
@@ -272,9 +272,23 @@ def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str) -> int
         "note": SYNTHETIC_NOTE,
         "num_views": params.num_views,
         "pitch_rings_deg": list(params.pitch_rings_deg),
+        # the photo was aligned for real: its models' licences still travel to report.json and the GLB
+        "licences": _aligned_licences(aligned_dir),
     }
     write_viewset(views_dir, vs)
     return len(specs)
+
+
+def _aligned_licences(aligned_dir: Path | None) -> list[dict[str, Any]]:
+    """The licence records face.json lists for the models that aligned the photo ([] when there is none)."""
+    import json
+
+    try:
+        face = json.loads((aligned_dir / "face.json").read_text("utf-8")) if aligned_dir is not None else {}
+    except (OSError, ValueError):
+        return []
+    records = (face.get("backend") or {}).get("licences") if isinstance(face, dict) else None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
 def _spinmeround_viewset(
@@ -319,7 +333,7 @@ def run_views(
     dev = resolve_device(device)
     with staged_dir(out) as tmp:
         if params.backend == "synthetic":
-            n = _synthetic_viewset(tmp, params, dev)
+            n = _synthetic_viewset(tmp, params, dev, from_uri(aligned.dir_uri))
         else:
             n = _spinmeround_viewset(from_uri(aligned.dir_uri), tmp, params, dev, weights)
     return ViewsRecord(
@@ -422,6 +436,9 @@ def run_export(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRe
         normal_maps=params.normal_maps,
         preview=params.preview,
         validate=params.validate_gltf,
+        format=params.format,
+        usda=params.usda,
+        lit_texture=params.lit_texture,
         overwrite=True,
     )
     with staged_dir(out) as tmp:

@@ -11,12 +11,12 @@ import json
 import numpy as np
 import pytest
 import skimage.data
+from _tools import tool_missing
 
 from smr_core.align import AlignConfig, Aligner
 from smr_core.align.mediapipe_models import MODELS, ensure_models, extract_models, find_models, litert_available
 from smr_core.align.offline import OfflineConfig
 from smr_core.errors import WeightsNotFoundError
-from tests._tools import tool_missing
 
 
 @pytest.fixture(scope="module")

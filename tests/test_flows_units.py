@@ -395,3 +395,29 @@ def test_the_form_offers_the_alignment_models_and_no_silent_face_choice():
     assert params.face_index is None  # several faces of similar size are refused unless the form picks one
     with pytest.raises(ValidationError):
         AlignParams(matting="magic")
+
+
+def test_the_form_can_ask_for_usd_and_the_synthetic_demo_keeps_the_align_licences(tmp_path):
+    """Issue 17 (`run`/the flow ask for USD) and issue 14 (licences reach the outputs of a synthetic run)."""
+    import json as _json
+
+    from exporters.sample import procedural_head
+    from flows.records import MeshRecord
+    from spin_io.headmesh import write_headmesh
+
+    mesh_dir = tmp_path / "mesh"
+    write_headmesh(mesh_dir, procedural_head(n_lat=16, n_lon=32, texture_size=64), {})
+    params = ExportParams(lod_budgets=[800, 300], format="both", preview=False, validate_gltf=False)
+    asset = stages.run_export(MeshRecord(photo_id="p", dir_uri=to_uri(mesh_dir), sha256="0"), params,
+                              to_uri(tmp_path / "work"))
+    out = from_uri(asset.dir_uri)
+    assert (out / "head.glb").is_file() and (out / "head.usdz").is_file()
+    assert _json.loads((out / "report.json").read_text())["settings"]["format"] == "both"
+    assert ExportParams().roughness == 0.55  # the exporter's skin default, also in the form
+
+    aligned = tmp_path / "aligned"
+    aligned.mkdir()
+    record = {"name": "dlib5", "licence": "public domain", "commercial_use": True}
+    (aligned / "face.json").write_text(_json.dumps({"backend": {"licences": [record]}}))
+    assert stages._aligned_licences(aligned) == [record]
+    assert stages._aligned_licences(None) == [] and stages._aligned_licences(tmp_path / "nowhere") == []
