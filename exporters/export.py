@@ -52,6 +52,7 @@ from exporters.normalbake import NormalBaker, shading_frames
 from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
 from exporters.usd import UsdLod
 from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
+from spin_io.hashing import file_sha256
 from spin_io.headmesh import HeadMesh, head_provenance
 
 REPORT_SCHEMA_VERSION = 1
@@ -83,11 +84,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def _encode_png(image: np.ndarray) -> bytes:

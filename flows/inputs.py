@@ -6,13 +6,13 @@ No Prefect here: the CLI uses it to refuse a bad input before any flow starts.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import re
 import unicodedata
 from pathlib import Path
 
 from flows.errors import InputNotFoundError
+from spin_io.hashing import file_sha256
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MANIFEST_SUFFIXES = (".txt", ".json", ".lst")
@@ -20,11 +20,8 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The photo's content hash (its id and cache key)."""
+    return file_sha256(path)
 
 
 def photo_id(path: Path, sha256: str) -> str:

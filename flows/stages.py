@@ -20,6 +20,7 @@ from flows.errors import StageUnavailableError
 from flows.params import AlignParams, ExportParams, ReconParams, ViewsParams
 from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord, from_uri, to_uri
 from spin_io.atomic import atomic_dir
+from spin_io.hashing import file_sha256  # noqa: F401  (flows' public name for it)
 
 if TYPE_CHECKING:
     from smr_core.align import Aligner
@@ -141,14 +142,6 @@ def notify(event: str, **info: Any) -> None:
 def show_bars() -> bool:
     """Whether a listener wants the stages' own tqdm bars (a terminal is watching, not a pipe or a worker)."""
     return any(getattr(listener, "bars", False) for listener in _LISTENERS)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ensure_run_weights(

@@ -36,6 +36,7 @@ from smr_core import keymaps
 from smr_core.errors import CheckpointError
 from smr_core.weights import MANIFEST, WEIGHT_FILE_NAMES, WeightsLayout, find_weights
 from spin_io.atomic import make_temp_dir, replace_dir
+from spin_io.hashing import file_sha256 as _file_sha256
 
 MANIFEST_FORMAT = "spin-to-mesh/spinmeround-weights"
 MANIFEST_VERSION = 1
@@ -81,11 +82,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 @lru_cache(maxsize=16)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _file_sha256(path, 1 << 22)
 
 
 def file_sha256(path: Path) -> str:

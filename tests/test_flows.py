@@ -9,14 +9,13 @@ not about the stages' maths, which their own packages test.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 pytest.importorskip("prefect")
 
-from flows_helpers import Counter, FakeRecon, fast_kwargs, write_photos  # noqa: E402
+from flows_helpers import Counter, FakeRecon, fast_kwargs, prefect_server, write_photos  # noqa: E402
 
 from flows import stages  # noqa: E402
 from flows.params import RunOptions  # noqa: E402
@@ -29,21 +28,10 @@ TIMINGS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     """One Prefect test server for the module, with Prefect's home in a temporary folder."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
     t0 = time.perf_counter()
-    with prefect_test_harness(server_startup_timeout=180):
-        TIMINGS["harness_start_s"] = time.perf_counter() - t0
+    with prefect_server(tmp_path_factory.mktemp("prefect-home"),
+                        on_start=lambda: TIMINGS.update(harness_start_s=time.perf_counter() - t0)):
         yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
     print(f"\nflows timings: {json.dumps({k: round(v, 1) for k, v in TIMINGS.items()})}")
 
 

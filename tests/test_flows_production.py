@@ -8,14 +8,13 @@ they are about the run's final state and artifacts, not the stages' work.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("prefect")
 
-from flows_helpers import FakeRecon, fast_kwargs  # noqa: E402
+from flows_helpers import FakeRecon, fast_kwargs, prefect_server  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from flows import stages  # noqa: E402
@@ -60,19 +59,8 @@ def fake_export(mesh, params, work_uri) -> AssetRecord:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     """One Prefect test server for the module, with Prefect's home in a temporary folder."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")):
         yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture

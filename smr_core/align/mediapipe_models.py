@@ -13,7 +13,6 @@ Offline installs: download the wheel elsewhere and point $SMR_MEDIAPIPE_WHEEL at
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from smr_core.errors import WeightsNotFoundError
+from spin_io.hashing import file_sha256
 
 MEDIAPIPE_VERSION = "0.10.21"
 WHEEL_NAME = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -104,11 +104,7 @@ def models_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def find_models(names: tuple[str, ...] | list[str] = ALL, root: Path | None = None) -> dict[str, Path] | None:
