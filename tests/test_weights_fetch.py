@@ -388,7 +388,7 @@ fetch_weights(sys.argv[1], only=["spmr"])
 
 
 def _child(root: Path, server: FakeServer) -> subprocess.Popen:
-    env = {**os.environ, "SMR_WEIGHTS_MIRROR": server.url + "/farm", "NO_PROXY": "127.0.0.1"}
+    env = {**os.environ, "SMR_WEIGHTS_MIRROR": server.url + "/studio", "NO_PROXY": "127.0.0.1"}
     env.pop("HF_HUB_OFFLINE", None)
     return subprocess.Popen([sys.executable, "-c", _CHILD, str(root)], env=env, cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -404,8 +404,8 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
 
 def test_resume_after_the_fetcher_is_killed(server, online, tmp_path, monkeypatch):
     data = os.urandom(64 * 1024)
-    server.files["/farm/spmr.ckpt"] = data
-    server.mode["/farm/spmr.ckpt"] = "stall"
+    server.files["/studio/spmr.ckpt"] = data
+    server.mode["/studio/spmr.ckpt"] = "stall"
     child = _child(tmp_path, server)
     part = tmp_path / ".spin-to-mesh" / "partial" / "spmr.part"
     try:
@@ -415,24 +415,24 @@ def test_resume_after_the_fetcher_is_killed(server, online, tmp_path, monkeypatc
     finally:
         server.release.set()
     assert not (tmp_path / "spmr.ckpt").exists()
-    server.mode["/farm/spmr.ckpt"] = "ok"
+    server.mode["/studio/spmr.ckpt"] = "ok"
     _use_manifest(monkeypatch, tuple(f for f in MANIFEST if f.name == "spmr"))
-    monkeypatch.setenv("SMR_WEIGHTS_MIRROR", server.url + "/farm")
+    monkeypatch.setenv("SMR_WEIGHTS_MIRROR", server.url + "/studio")
     fetch_weights(tmp_path, only=["spmr"])
     assert (tmp_path / "spmr.ckpt").read_bytes() == data
-    assert server.gets("/farm/spmr.ckpt")[-1][2] == f"bytes={len(data) // 2}-"
+    assert server.gets("/studio/spmr.ckpt")[-1][2] == f"bytes={len(data) // 2}-"
     assert _records(tmp_path)["spmr.ckpt"]["sha256"] == _sha(data)
 
 
 def test_two_fetchers_at_once_make_one_good_copy(server, tmp_path):
     data = os.urandom(32 * 1024)
-    server.files["/farm/spmr.ckpt"] = data
-    server.mode["/farm/spmr.ckpt"] = "slow"
+    server.files["/studio/spmr.ckpt"] = data
+    server.mode["/studio/spmr.ckpt"] = "slow"
     children = [_child(tmp_path, server) for _ in range(2)]
     outs = [c.communicate(timeout=60) for c in children]
     assert [c.returncode for c in children] == [0, 0], outs
     assert (tmp_path / "spmr.ckpt").read_bytes() == data
-    assert len(server.gets("/farm/spmr.ckpt")) == 1  # the second waited on the lock, then found the file
+    assert len(server.gets("/studio/spmr.ckpt")) == 1  # the second waited on the lock, then found the file
     assert sum("present, verified" in err for _out, err in outs) == 1
     assert _records(tmp_path)["spmr.ckpt"]["sha256"] == _sha(data)
 
