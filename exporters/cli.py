@@ -27,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="ASSET_DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an existing ASSET_DIR")
     parser.add_argument(
-        "--roughness", type=float, default=0.55, help="PBR roughness of the skin in [0, 1] (default %(default)s)"
+        "--roughness",
+        type=float,
+        default=0.55,
+        help="PBR roughness of the skin in [0, 1] (default %(default)s; with the roughness map, its skin level "
+        "clipped to [0.4, 0.85])",
     )
     parser.add_argument(
         "--format",
@@ -75,7 +79,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "each later LOD's is half the previous one's"
         ),
     )
+    parser.add_argument(
+        "--no-roughness-map",
+        action="store_true",
+        help="one roughness factor (--roughness) instead of a texture estimated from the albedo "
+        "(hair rougher than skin)",
+    )
     parser.add_argument("--no-preview", action="store_true", help="skip the turntable preview.png")
+    parser.add_argument(
+        "--lighting-preview",
+        action="store_true",
+        help="also write lighting.png: LOD0 front and side, de-lit albedo beside the same views relit by recon's "
+        "estimated lighting",
+    )
     parser.add_argument("--no-validate", action="store_true", help="skip the Khronos glTF validator run")
     parser.set_defaults(func=_handle)
 
@@ -96,6 +112,8 @@ def _handle(args: argparse.Namespace) -> int:
         format=args.format,
         usda=args.usda,
         lit_texture=args.lit_texture,
+        roughness_map=not args.no_roughness_map,
+        lighting_preview=args.lighting_preview,
     )
     result = export_asset(args.mesh_dir, args.output, config, progress=True)
     report = result.report
@@ -117,6 +135,11 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"{check['checker']}: {check['errors']} errors, {check['warnings']} warnings")
     if report["preview"]:
         print(f"{result.asset_dir / report['preview']['file']}")
+    lighting_preview = report.get("lighting_preview")
+    if lighting_preview and lighting_preview.get("file"):
+        print(f"{result.asset_dir / lighting_preview['file']}")
+    elif lighting_preview:
+        print(f"warning: lighting.png not written: {lighting_preview['reason']}", file=sys.stderr)
     validation = report["validation"]
     if validation["ran"]:
         print(

@@ -36,7 +36,10 @@ class ExportConfig:
     usda: with a USD format, also write head.usda + textures/ (a loose, human-readable copy).
     lit_texture: use the HeadMesh's lit texture (albedo_lit.png, lighting baked in) instead of the de-lit
         albedo; a HeadMesh without one has only the texture it has.
-    roughness_map: a roughness texture (skin vs hair, exporters/material.py) instead of one factor.
+    roughness_map: a roughness texture estimated from the de-lit albedo (skin about `roughness`, hair
+        matte, exporters/material.py) instead of one factor; `roughness` is then the skin's level.
+    lighting_preview: also write lighting.png, LOD0 front and side with the de-lit albedo beside the same
+        views shaded by the lighting recon estimated (needs a HeadMesh with "lighting" in its metadata).
     """
 
     roughness: float = 0.55  # skin: a soft, slightly oily dielectric
@@ -53,7 +56,8 @@ class ExportConfig:
     format: str = "glb"
     usda: bool = False
     lit_texture: bool = False
-    roughness_map: bool = False
+    roughness_map: bool = True
+    lighting_preview: bool = False
 
     @property
     def writes_glb(self) -> bool:

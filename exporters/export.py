@@ -20,6 +20,13 @@ With format "usd" or "both" the same LOD meshes, textures and material go into h
 variants of the "lod" variant set, exporters/usd.py), checked by usd-core's validators and read back
 for the report. The base colour is the HeadMesh's de-lit albedo unless `lit_texture` asks for the lit
 one (albedo_lit.png); the lighting recon divided out is copied into report.json.
+
+Roughness (roughness_map, on by default): a texture estimated from the de-lit albedo (exporters/material.py:
+skin at the --roughness level, hair matte, in [0.4, 0.85]), sized like each LOD's albedo, as the GLB's
+metallicRoughnessTexture (G roughness, B metallic 0; factors 1 and 0) and USD's roughness (channel g).
+With lighting_preview, lighting.png shows LOD0 front and side, de-lit beside relit by the estimated
+lighting (exporters/lighting.py re-evaluates recon's SH + key light model from the recorded coefficients,
+since exporters do not import recon); a HeadMesh without recorded lighting gets no file and a reason.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.checks import CleanMesh, check_headmesh, load_mesh_dir
+from exporters.checks import CleanMesh, _check_texture, check_headmesh, load_mesh_dir
 from exporters.config import (
     MOBILE_TEXTURE_SIZE,
     ExportConfig,
@@ -59,6 +66,7 @@ REPORT_SCHEMA_VERSION = 1
 GENERATOR = "spin-to-mesh"
 REPORT_NAME = "report.json"
 PREVIEW_NAME = "preview.png"
+LIGHTING_PREVIEW_NAME = "lighting.png"
 
 
 @dataclass
@@ -208,7 +216,9 @@ def export_asset(
     asset_dir = Path(asset_dir)
     timings: dict[str, float] = {}
     stages = ["read", "lods"] + (["normal_maps"] if config.normal_maps else []) + ["glb"]
-    stages += (["preview"] if config.preview else []) + ["write"]
+    stages += ["roughness_map"] if config.roughness_map else []
+    stages += (["preview"] if config.preview else []) + (["lighting_preview"] if config.lighting_preview else [])
+    stages += ["write"]
     stages += ["validate"] if config.validate else []
     bar = None
     if progress:
@@ -246,8 +256,11 @@ def export_asset(
                 "sha256": {p.name: _sha256_file(p) for p in sorted(mesh_dir.iterdir()) if p.is_file()},
             }
         lighting = _lighting(head, mesh_dir)
+        delit_head = head
         head, texture_source = _choose_texture(head, config.lit_texture)
         mesh: CleanMesh = check_headmesh(head)
+        # the roughness map and the lighting preview read the de-lit albedo even when the GLB shows the lit one
+        delit_albedo = _check_texture(delit_head.albedo, "albedo texture") if texture_source == "lit" else mesh.albedo
         source_info.update(
             vertices=int(len(head.vertices)),
             triangles=int(len(head.faces)),
@@ -276,7 +289,21 @@ def export_asset(
         lods = [clean_lod(lod) for lod in build_lods(mesh, config.lod_budgets)]
         texture_sizes = lod_texture_sizes(max(albedo.shape[:2]), len(lods))
         albedos = [albedo] + [_fit(albedo, size) for size in texture_sizes[1:]]
+        delit_albedo = _fit(delit_albedo, max(albedo.shape[:2]))
         stage_done("lods", t0)
+
+        # 2b. Roughness map (skin vs hair), sized like each LOD's albedo.
+        rough_pngs: list[bytes | None] = [None] * len(lods)
+        rough_range: tuple[float, float] | None = None
+        if config.roughness_map:
+            t0 = time.perf_counter()
+            from exporters.material import metallic_roughness_image, roughness_map
+
+            rough = roughness_map(delit_albedo, config.roughness)
+            rough_range = (float(rough.min()), float(rough.max()))
+            packed = metallic_roughness_image(rough)
+            rough_pngs = [_encode_png(_fit(packed, max(image.shape[:2]))) for image in albedos]
+            stage_done("roughness_map", t0)
 
         # 3. Normal maps: one per LOD (baked for decimated LODs), PNG-encoded once each.
         normal_size = config.normal_map_size or default_normal_map_size(
@@ -316,7 +343,12 @@ def export_asset(
             name = "head" if level == 0 else f"head_lod{level}"
             data = build_glb(
                 prims,
-                Material(base_color_png=albedo_pngs[level], roughness=float(config.roughness), normal_png=normal_png),
+                Material(
+                    base_color_png=albedo_pngs[level],
+                    roughness=float(config.roughness),
+                    normal_png=normal_png,
+                    metallic_roughness_png=rough_pngs[level],
+                ),
                 mesh_name=f"{name}_SYNTHETIC" if synthetic else name,
                 asset_extras=extras,
                 node_extras={"lod": level, "synthetic": synthetic},
@@ -326,7 +358,7 @@ def export_asset(
             if config.writes_usd:
                 usd_lods.append(
                     UsdLod(lod.vertices, lod.faces, lod.uv, _lod_normals(lod, normal_png is not None),
-                           albedo_pngs[level], normal_png)
+                           albedo_pngs[level], normal_png, rough_pngs[level])
                 )
             lod_entries.append(
                 {
@@ -346,6 +378,11 @@ def export_asset(
                         "bytes": len(albedo_pngs[level]),
                     },
                     "normal_map": normal_entry,
+                    "roughness_map": None if rough_pngs[level] is None else {
+                        "width": int(albedos[level].shape[1]),
+                        "height": int(albedos[level].shape[0]),
+                        "bytes": len(rough_pngs[level]),
+                    },
                     "bytes": len(data),
                     "sha256": _sha256(data),
                 }
@@ -361,6 +398,17 @@ def export_asset(
 
                 preview_image = label_synthetic(preview_image, config.preview_tile)
             stage_done("preview", t0)
+
+        lighting_image = None
+        lighting_skip: str | None = None
+        if config.lighting_preview:
+            t0 = time.perf_counter()
+            lighting_image, lighting_skip = _render_lighting_preview(lods[0], delit_albedo, lighting, config)
+            if lighting_image is not None and synthetic:
+                from exporters.preview import label_synthetic
+
+                lighting_image = label_synthetic(lighting_image, config.preview_tile)
+            stage_done("lighting_preview", t0)
 
         # 5. Write: invalidate an old report first, then files, report last.
         t0 = time.perf_counter()
@@ -391,6 +439,21 @@ def export_asset(
             }
         else:
             preview_path.unlink(missing_ok=True)
+        lighting_entry: dict[str, Any] | None = None
+        lighting_path = asset_dir / LIGHTING_PREVIEW_NAME
+        if lighting_image is not None:
+            files["lighting_preview"] = atomic_write_png(lighting_path, lighting_image)
+            lighting_entry = {
+                "file": LIGHTING_PREVIEW_NAME,
+                "layout": "one row: de-lit front, de-lit side, relit front, relit side (LOD0; the side the key "
+                "light comes from)",
+                "tile_px": config.preview_tile,
+                "sha256": _sha256_file(lighting_path),
+            }
+        else:
+            lighting_path.unlink(missing_ok=True)
+            if lighting_skip is not None:
+                lighting_entry = {"file": None, "reason": lighting_skip}
         stage_done("write", t0)
 
         validation: dict[str, Any] = {"ran": False, "reason": "disabled (--no-validate)"}
@@ -429,12 +492,16 @@ def export_asset(
                 "format": config.format,
                 "usda": config.usda,
                 "lit_texture": config.lit_texture,
+                "roughness_map": config.roughness_map,
+                "lighting_preview": config.lighting_preview,
             },
             "material": {
                 "metallic": 0.0,
+                # the factor (no map), or the skin's level of the map (clipped to the map's bounds)
                 "roughness": config.roughness,
                 # "delit": recon divided the estimated lighting out; "lit": the texture with lighting baked in
                 "base_color": texture_source,
+                "roughness_map": _roughness_map_entry(config, rough_range),
             },
             # what recon estimated and divided out (SH coefficients, per-view gains); None for older HeadMeshes
             "lighting": _json_safe(lighting),
@@ -454,6 +521,7 @@ def export_asset(
             },
             "lods": lod_entries,
             "preview": preview_entry,
+            "lighting_preview": lighting_entry,
             "validation": validation,
             "timings_s": timings,
             "host": {"python": platform.python_version(), "machine": platform.machine()},
@@ -569,6 +637,37 @@ def _render_preview(lod: LodMesh, albedo: np.ndarray, config: ExportConfig) -> n
     return turntable_sheet(
         lod.vertices, lod.faces, lod.uv, albedo, views=config.preview_views, tile=config.preview_tile
     )
+
+
+def _roughness_map_entry(config: ExportConfig, found: tuple[float, float] | None) -> dict[str, Any] | None:
+    """What report.json says about the roughness texture; None when one factor is used."""
+    if found is None:
+        return None
+    from exporters.material import HAIR_ROUGHNESS, ROUGHNESS_MAX, ROUGHNESS_MIN
+
+    return {
+        "enabled": True,
+        "source": "de-lit albedo (skin: warm, saturated, mid-bright; hair: dark, grey or busy)",
+        "channels": "glTF metallicRoughnessTexture: G roughness, B metallic (0); USD roughness reads g",
+        "bounds": [ROUGHNESS_MIN, ROUGHNESS_MAX],
+        "skin": float(min(max(config.roughness, ROUGHNESS_MIN), ROUGHNESS_MAX)),
+        "hair": HAIR_ROUGHNESS,
+        "range": [round(found[0], 4), round(found[1], 4)],
+        "roughness_factor": 1.0,
+        "metallic_factor": 0.0,
+    }
+
+
+def _render_lighting_preview(
+    lod: LodMesh, albedo: np.ndarray, lighting: dict[str, Any] | None, config: ExportConfig
+) -> tuple[np.ndarray | None, str | None]:
+    """lighting.png's image, or (None, why not) when the HeadMesh carries no evaluable lighting."""
+    from exporters.lighting import has_lighting
+    from exporters.preview import lighting_sheet
+
+    if not has_lighting(lighting):
+        return None, "the HeadMesh records no estimated lighting (metadata/metrics 'lighting' with 'sh')"
+    return lighting_sheet(lod.vertices, lod.faces, lod.uv, albedo, lighting, tile=config.preview_tile), None
 
 
 def _validate(paths: list[Path], lod_entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -41,13 +41,16 @@ class Primitive:
 
 @dataclass
 class Material:
-    """A metallic-roughness PBR material with an embedded PNG baseColor and optional normal map."""
+    """A metallic-roughness PBR material with an embedded PNG baseColor, optional normal map and optional
+    metallicRoughness texture (G roughness, B metallic); with the texture the factors are 1 (roughness) and
+    `metallic`, so the texture rules (glTF multiplies factor and texel)."""
 
     base_color_png: bytes
     roughness: float
     normal_png: bytes | None = None
     name: str = "head"
     metallic: float = 0.0
+    metallic_roughness_png: bytes | None = None
 
 
 @dataclass
@@ -136,7 +139,14 @@ def build_glb(
     if material.normal_png is not None:
         images.append({"name": "normal", "mimeType": "image/png", "bufferView": buf.add(material.normal_png)})
         textures.append({"sampler": 0, "source": 1})
-        gltf_material["normalTexture"] = {"index": 1}
+        gltf_material["normalTexture"] = {"index": len(textures) - 1}
+    if material.metallic_roughness_png is not None:
+        view = buf.add(material.metallic_roughness_png)
+        images.append({"name": "metallicRoughness", "mimeType": "image/png", "bufferView": view})
+        textures.append({"sampler": 0, "source": len(images) - 1})
+        pbr = gltf_material["pbrMetallicRoughness"]
+        pbr["metallicRoughnessTexture"] = {"index": len(textures) - 1}
+        pbr["roughnessFactor"] = 1.0
     buf.data.extend(b"\x00" * (-len(buf.data) % 4))
 
     asset: dict[str, Any] = {"version": "2.0", "generator": generator}

@@ -1,10 +1,14 @@
 """Turntable contact sheet: the textured head from evenly spaced yaw angles, rendered in software.
 
 Orthographic views (the same scale in every tile, so proportions can be compared), a headlight
-with ambient term so the shape reads, 2x supersampling for clean edges.
+with ambient term so the shape reads, 2x supersampling for clean edges. `lighting_sheet` (lighting.png,
+--lighting-preview) renders the de-lit albedo beside the same views relit by recon's estimated lighting.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +37,14 @@ def render_view(
     normals: np.ndarray | None = None,
     lit: bool = True,
     supersample: int = 2,
+    shader: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one orthographic view looking down -Z after turning the head by yaw_deg.
 
     The sphere (centre, radius) fills 95 % of the tile, so tiles of meshes with the same bounds
-    line up pixel for pixel. Returns (image (size, size, 3) float32 in [0, 1], coverage (size, size)).
+    line up pixel for pixel. `shader(albedo, normals)` replaces the headlight: it gets the fragments'
+    albedo (Q, 3) and unit normals (Q, 3) in the mesh's own axes (a light fixed to the head, as recon
+    estimated it) and returns their colours. Returns (image (size, size, 3) float32 in [0, 1], coverage).
     """
     s = size * supersample
     rot = yaw_matrix(yaw_deg)
@@ -52,10 +59,14 @@ def render_view(
     tri = faces[fid]
     frag_uv = np.einsum("qc,qcd->qd", lam, np.asarray(uv, np.float64)[tri])
     albedo = sample_texture(texture, frag_uv)[:, :3]
-    if lit:
+    if lit or shader is not None:
         n = normals if normals is not None else vertex_normals(vertices, faces)
-        frag_n = np.einsum("qc,qcd->qd", lam, np.asarray(n, np.float64)[tri]) @ rot.T
+        frag_n = np.einsum("qc,qcd->qd", lam, np.asarray(n, np.float64)[tri])
         frag_n /= np.maximum(np.linalg.norm(frag_n, axis=1, keepdims=True), 1e-12)
+    if shader is not None:
+        albedo = np.asarray(shader(albedo, frag_n), np.float32)
+    elif lit:
+        frag_n = frag_n @ rot.T
         shade = 0.3 + 0.7 * np.clip(frag_n @ LIGHT, 0.0, 1.0)
         albedo = albedo * shade[:, None].astype(np.float32)
     colour[covered] = albedo
@@ -107,6 +118,52 @@ def turntable_sheet(
             draw.text((c * tile + 6, r * tile + 4), f"yaw {yaw:g}", fill=(40, 40, 40))
         out = np.asarray(pil)
     return out
+
+
+def lighting_sheet(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    uv: np.ndarray,
+    albedo: np.ndarray,
+    lighting: dict[str, Any],
+    tile: int = 256,
+    normals: np.ndarray | None = None,
+) -> np.ndarray:
+    """lighting.png: [de-lit front | de-lit side | relit front | relit side], one row of `tile`-px tiles.
+
+    The left half is the albedo as exported (no shading at all), the right half the same views shaded by
+    the lighting recon estimated and divided out (exporters/lighting.py), so one can judge whether the
+    estimate explains the photo's light. The light is fixed to the head; the side view shows the side the
+    key light comes from (+X: yaw -90, else -X: yaw 90), where its terminator is.
+    """
+    from exporters.lighting import relight
+
+    centre, radius = bounding_sphere(vertices)
+    if normals is None:
+        normals = vertex_normals(vertices, faces)
+
+    def shade(colours: np.ndarray, frag_normals: np.ndarray) -> np.ndarray:
+        return relight(colours, frag_normals, lighting)
+
+    key = lighting.get("key_light_direction")
+    side = "+X" if key is not None and float(key[0]) > 0 else "-X"
+    yaws = (0.0, -90.0 if side == "+X" else 90.0)
+    tiles = []
+    for shader in (None, shade):
+        for yaw in yaws:
+            image, _ = render_view(
+                vertices, faces, uv, albedo, yaw, tile, centre, radius, normals=normals, lit=False, shader=shader
+            )
+            tiles.append(image)
+    out = (np.clip(np.concatenate(tiles, axis=1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(out)
+    draw = ImageDraw.Draw(pil)
+    names = [f"{kind} {view}" for kind in ("de-lit", "relit") for view in ("front", f"side {side}")]
+    for k, name in enumerate(names):
+        draw.text((k * tile + 6, 4), name, fill=(40, 40, 40))
+    return np.asarray(pil)
 
 
 SYNTHETIC_BANNER = "SYNTHETIC HEAD - not from the photo"  # ASCII: the bundled font has no em dash

@@ -1,12 +1,16 @@
 """What a human sees in the Prefect UI: progress, view thumbnails, the turntable, metrics, the GLB link.
 
-Thumbnails are embedded as small base64 PNGs in markdown, because a browser cannot open the
-worker's file:// paths; the GLB itself is a link (open it from a host that mounts the output).
+Every artifact is a row in the Prefect database, kept for each run, cached re-runs included. So the
+images are files beside the heads (the turntable is export's `asset/preview.png`, the views' contact
+sheet `<photo>/previews/views-<hash>.png`, written once per views content) and the artifacts link
+to them; each carries at most INLINE_BUDGET bytes of inline thumbnail, because a browser cannot
+open the worker's file:// paths, and a re-run whose stage came from the cache carries none.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -22,13 +26,18 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows.records import AssetRecord, PhotoResult, RunSummary, ViewsRecord, from_uri
+from flows.records import AssetRecord, PhotoResult, RunSummary, ViewsRecord, from_uri, to_uri
+from spin_io.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
 THUMB_PX = 96
 PREVIEW_PX = 512
 MAX_THUMBS = 16
+SHEET_COLUMNS = 8
+PREVIEWS_DIRNAME = "previews"
+INLINE_BUDGET = 3072  # base64 bytes of inline image one artifact may store in the database
+_MIN_INLINE_PX = 24
 
 
 def artifact_key(*parts: str) -> str:
@@ -37,16 +46,66 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", key)).strip("-")[:120]
 
 
-def _thumbnail_md(path: Path, size: int, alt: str) -> str:
+def inline_thumbnail(path: Path, max_px: int, budget: int = INLINE_BUDGET) -> str | None:
+    """The largest JPEG thumbnail (at most `max_px` a side) whose base64 fits `budget`; None if none does."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((size, size))
+        rgb = im.convert("RGB")
+    px = max_px
+    while px >= _MIN_INLINE_PX:
+        small = rgb.copy()
+        small.thumbnail((px, px))
         buf = io.BytesIO()
-        im.save(buf, format="PNG", optimize=True)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f"![{alt}](data:image/png;base64,{data})"
+        small.save(buf, format="JPEG", quality=70, optimize=True)
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        if len(data) <= budget:
+            return data
+        px = px * 3 // 4
+    return None
+
+
+def _image_md(path: Path, alt: str, max_px: int, inline: bool) -> str:
+    """A small inline thumbnail when `inline` and it fits the budget, then the file's link and path."""
+    parts = []
+    data = inline_thumbnail(path, max_px) if inline else None
+    if data is not None:
+        parts.append(f"![{alt}](data:image/jpeg;base64,{data})")
+    parts.append(f"[{path.name}]({to_uri(path)}) `{path}`")
+    return "\n\n".join(parts)
+
+
+def views_sheet(views: ViewsRecord) -> Path | None:
+    """The views' thumbnails as one PNG beside the photo's stage folders, written once per views content.
+
+    Not inside views/: that folder's content hash is the cache key of recon. Older sheets of the photo go,
+    and so does a half-written one of a killed run (the photo's run owns its folder).
+    """
+    from PIL import Image
+
+    folder = from_uri(views.dir_uri)
+    frames = json.loads((folder / "transforms.json").read_text("utf-8"))["frames"][:MAX_THUMBS]
+    if not frames:
+        return None
+    sheets = folder.parent / PREVIEWS_DIRNAME
+    sheet = sheets / f"views-{views.sha256[:12]}.png"
+    if sheet.is_file():
+        return sheet
+    cols = min(len(frames), SHEET_COLUMNS)
+    rows = -(-len(frames) // cols)
+    canvas = Image.new("RGB", (cols * THUMB_PX, rows * THUMB_PX), (255, 255, 255))
+    for i, frame in enumerate(frames):
+        with Image.open(folder / frame["file_path"]) as im:
+            thumb = im.convert("RGB")
+        thumb.thumbnail((THUMB_PX, THUMB_PX))
+        canvas.paste(thumb, ((i % cols) * THUMB_PX, (i // cols) * THUMB_PX))
+    with atomic_path(sheet) as tmp:
+        canvas.save(tmp, format="PNG", optimize=True)
+    for old in [*sheets.glob("views-*.png"), *sheets.glob(".tmp-*")]:  # older sheets, a killed run's half-written one
+        if old != sheet:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+    return sheet
 
 
 class Progress:
@@ -72,33 +131,34 @@ class Progress:
             self.id = None
 
 
-def views_artifact(views: ViewsRecord) -> None:
-    """Thumbnails of the generated (or synthetic) views."""
+def views_artifact(views: ViewsRecord, inline: bool = True) -> None:
+    """The views' contact sheet (a file) and their angles; `inline=False` (a cached stage) stores only links."""
     folder = from_uri(views.dir_uri)
     meta = json.loads((folder / "transforms.json").read_text("utf-8"))
-    cells = []
+    labels = []
     for i, frame in enumerate(meta["frames"][:MAX_THUMBS]):
         if "azimuth_deg" in frame and "elevation_deg" in frame:
-            label = f"az {frame['azimuth_deg']:.0f} el {frame['elevation_deg']:.0f}"
+            labels.append(f"az {frame['azimuth_deg']:.0f} el {frame['elevation_deg']:.0f}")
         else:  # a ViewSet written by another tool: the angles are optional hints
-            label = f"view {i}"
-        cells.append(_thumbnail_md(folder / frame["file_path"], THUMB_PX, label))
+            labels.append(f"view {i}")
     banner = "**SYNTHETIC views (procedural head, the photo was not used)**\n\n" if views.synthetic else ""
+    sheet = views_sheet(views)
+    image = _image_md(sheet, "views", SHEET_COLUMNS * THUMB_PX, inline) + "\n\n" if sheet else ""
     create_markdown_artifact(
-        f"### Views of {views.photo_id}\n\n{banner}" + " ".join(cells) + f"\n\n`{views.dir_uri}`",
+        f"### Views of {views.photo_id}\n\n{banner}{image}" + ", ".join(labels) + f"\n\n`{views.dir_uri}`",
         key=artifact_key("views", views.photo_id),
         description=f"{views.n_views} views ({views.backend}) of {views.photo_id}",
     )
 
 
-def asset_artifacts(asset: AssetRecord) -> None:
-    """The turntable preview and a link to the GLB."""
+def asset_artifacts(asset: AssetRecord, inline: bool = True) -> None:
+    """The turntable preview (a file, linked) and a link to the GLB; `inline=False` (a cached stage): links only."""
     parts = [f"### {asset.photo_id}\n", f"[head.glb]({asset.glb_uri})\n"]
     note = str(asset.summary.get("validation", ""))
     if note.startswith("not validated"):
         parts.append(f"**Warning: glTF {note}**\n")
     if asset.preview_uri:
-        parts.append(_thumbnail_md(from_uri(asset.preview_uri), PREVIEW_PX, "turntable"))
+        parts.append(_image_md(from_uri(asset.preview_uri), "turntable", PREVIEW_PX, inline))
     create_markdown_artifact(
         "\n".join(parts), key=artifact_key("turntable", asset.photo_id), description=f"turntable of {asset.photo_id}"
     )

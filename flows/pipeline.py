@@ -185,7 +185,7 @@ def _run_photo(
         step()
     mesh: MeshRecord | None = None
     if views is not None:
-        _show(artifacts.views_artifact, views)
+        _show(artifacts.views_artifact, views, "views" not in pr.cached)  # a cached stage's images: links only
         mesh = _run_stage("recon", run, cache_dir, pr, views=views, params=run.recon, work_uri=photo.work_uri,
                           device=opts.device, gpu_limit=opts.gpu_concurrency_limit)
         step()
@@ -196,7 +196,7 @@ def _run_photo(
     progress.advance(steps_left)
     if asset is None:
         return pr.result(None, {})
-    _show(artifacts.asset_artifacts, asset)
+    _show(artifacts.asset_artifacts, asset, "export" not in pr.cached)
     metrics = {f"recon.{k}": v for k, v in mesh.metrics.items()}
     metrics.update({f"export.{k}": v for k, v in asset.summary.items() if not isinstance(v, list)})
     if asset.summary.get("triangles"):

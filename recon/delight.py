@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from spin_io.lighting import linear_to_srgb, sh_basis, srgb_to_linear  # noqa: F401  (re-exported)
+
 SH_COEFFS = 9
 LUMA = np.array([0.2126, 0.7152, 0.0722])  # linear-RGB luminance (Rec. 709)
 Y1 = 0.488603  # the l = 1 SH constant: n·v = (v_y Y1-1 + v_z Y10 + v_x Y11) / Y1
@@ -103,37 +105,6 @@ class Lighting:
             "delit": True,
             **self.extra,
         }
-
-
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """sRGB-encoded [0, 1] -> linear (IEC 61966-2-1)."""
-    c = np.asarray(c, np.float64)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    """linear [0, 1] -> sRGB-encoded."""
-    c = np.clip(np.asarray(c, np.float64), 0.0, None)
-    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-
-
-def sh_basis(normals: np.ndarray) -> np.ndarray:
-    """Real spherical harmonics up to order 2 at (N, 3) unit normals -> (N, 9)."""
-    x, y, z = np.asarray(normals, np.float64).T
-    return np.stack(
-        [
-            np.full_like(x, 0.282095),
-            0.488603 * y,
-            0.488603 * z,
-            0.488603 * x,
-            1.092548 * x * y,
-            1.092548 * y * z,
-            0.315392 * (3 * z * z - 1),
-            1.092548 * x * z,
-            0.546274 * (x * x - y * y),
-        ],
-        1,
-    )
 
 
 def _design(normals: np.ndarray, direction: np.ndarray | None) -> np.ndarray:

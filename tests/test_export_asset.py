@@ -263,6 +263,7 @@ def test_cli_export_end_to_end(mesh_dir, tmp_path, capsys):
         "0.45",
         "--texture-size",
         "64",
+        "--no-roughness-map",
     ]
     assert cli_main(argv) == 0
     stdout = capsys.readouterr().out

@@ -14,9 +14,8 @@ from exporters.split import MAX_PRIMITIVE_VERTICES
 @pytest.fixture(scope="module")
 def quad_asset(tmp_path_factory):
     out = tmp_path_factory.mktemp("quad") / "asset"
-    result = export_asset(
-        quad_mesh(normal_map=True), out, ExportConfig(lod_budgets=(100,), roughness=0.35, preview=False)
-    )
+    config = ExportConfig(lod_budgets=(100,), roughness=0.35, preview=False, roughness_map=False)
+    result = export_asset(quad_mesh(normal_map=True), out, config)
     return result, decode_glb((out / "head.glb").read_bytes())
 
 
@@ -69,6 +68,7 @@ def test_trimesh_reads_back_source_uvs_and_texture(quad_asset):
 
 
 def test_material_node_and_extras(quad_asset):
+    """Without a roughness map the factor is the setting and there is no metallicRoughnessTexture."""
     _, glb = quad_asset
     gltf = glb["gltf"]
     assert len(gltf.meshes) == 1 and len(gltf.materials) == 1 and len(gltf.nodes) == 1
@@ -79,6 +79,7 @@ def test_material_node_and_extras(quad_asset):
     assert material.pbrMetallicRoughness.roughnessFactor == pytest.approx(0.35)
     assert material.pbrMetallicRoughness.baseColorTexture.index == 0
     assert material.normalTexture.index == 1
+    assert material.pbrMetallicRoughness.metallicRoughnessTexture is None
     assert gltf.asset.extras["generator"] == "spin-to-mesh" and gltf.asset.extras["schema_version"] == 1
     assert gltf.asset.extras["units"] == "metres"
     assert [im.mimeType for im in gltf.images] == ["image/png", "image/png"]

@@ -182,12 +182,16 @@ def test_each_lod_has_its_own_material_and_report_entry(asset):
     # LOD0 is the source itself: no map needed, no tangents written.
     assert lod0["decimated"] is False and lod0["normal_map"] is None
     assert glbs[0]["gltf"].materials[0].normalTexture is None and glbs[0]["primitives"][0]["TANGENT"] is None
-    assert len(glbs[0]["images"]) == 1
+    assert [im.name for im in glbs[0]["gltf"].images] == ["baseColor", "metallicRoughness"]  # no normal map
     # LOD1 is decimated: its own baked map, tangents, normalTexture.
     assert lod1["decimated"] is True
     assert lod1["normal_map"] == {"origin": "baked", "width": 256, "height": 256, "bytes": lod1["normal_map"]["bytes"]}
     gltf = glbs[1]["gltf"]
-    assert gltf.materials[0].normalTexture.index == 1 and len(glbs[1]["images"]) == 2
+    assert gltf.materials[0].normalTexture.index == 1 and [im.name for im in gltf.images] == [
+        "baseColor",
+        "normal",
+        "metallicRoughness",
+    ]
     view = gltf.bufferViews[gltf.images[1].bufferView]
     assert view.byteLength == lod1["normal_map"]["bytes"]
     assert all(p["TANGENT"] is not None for p in glbs[1]["primitives"])
@@ -241,7 +245,8 @@ def test_normal_maps_off_keeps_previous_behaviour(head, tmp_path):
     assert [e["normal_map"] for e in result.report["lods"]] == [None, None]
     assert "normal_maps" not in result.report["timings_s"]
     glb = decode_glb(result.files["lod1"].read_bytes())
-    assert len(glb["images"]) == 1 and glb["primitives"][0]["TANGENT"] is None
+    assert [im.name for im in glb["gltf"].images] == ["baseColor", "metallicRoughness"]
+    assert glb["primitives"][0]["TANGENT"] is None
 
 
 def test_normal_map_size_setting_and_default():

@@ -44,6 +44,9 @@ def test_validator_reports_no_errors_or_warnings(assets):
         assert summary["errors"] == 0 and summary["warnings"] == 0, (path, report["issues"]["messages"])
         info = report["info"]
         assert info["version"] == "2.0" and info["materialCount"] == 1 and info["drawCallCount"] >= 1
+        # the roughness map (default) is part of what the validator checked
+        pbr = read_glb_json(path.read_bytes())["materials"][0]["pbrMetallicRoughness"]
+        assert "metallicRoughnessTexture" in pbr, path
     head_info = reports[0]["info"]
     assert head_info["hasTextures"] and head_info["maxAttributes"] == 4  # POSITION NORMAL TEXCOORD_0 TANGENT
 
@@ -84,4 +87,5 @@ def test_blender_imports_every_glb(assets):
         assert obj["uv_layers"] == 1 and obj["matrix_is_identity_rotation_scale"]
         np.testing.assert_allclose(obj["dimensions_gltf"], lod["bounding_box_m"]["size"], rtol=0.01)
     normal_mapped = results[0]["objects"][0]["materials"][0]["images"]
-    assert len(normal_mapped) == 2  # baseColor + normal map
+    # baseColor + roughness map (on by default) + normal map
+    assert sorted(normal_mapped) == ["baseColor", "metallicRoughness", "normal"]

@@ -97,9 +97,11 @@ def test_batch_artifacts(batch_run):
     from flows.artifacts import artifact_key
 
     views_md = _artifacts(artifact_key("views", good.photo_id))[-1].data
-    assert views_md.count("data:image/png;base64,") == 4 and "SYNTHETIC" in views_md
+    # one small inline contact sheet of the 4 views, linked to its file beside the photo's stage folders
+    assert views_md.count("data:image/jpeg;base64,") == 1 and "SYNTHETIC" in views_md and "az 0 el 0" in views_md
+    assert "/previews/views-" in views_md and len(views_md) < 6000
     turntable = _artifacts(artifact_key("turntable", good.photo_id))[-1].data
-    assert "head.glb" in turntable and "data:image/png;base64," in turntable
+    assert "head.glb" in turntable and "data:image/jpeg;base64," in turntable and "preview.png" in turntable
     assert _artifacts(artifact_key("glb", good.photo_id))[-1].data.startswith("[")  # a link artifact
     assert _artifacts("spin-to-mesh-metrics"), "metrics table missing"
     from prefect.client.orchestration import get_client

@@ -421,3 +421,50 @@ def test_the_form_can_ask_for_usd_and_the_synthetic_demo_keeps_the_align_licence
     (aligned / "face.json").write_text(_json.dumps({"backend": {"licences": [record]}}))
     assert stages._aligned_licences(aligned) == [record]
     assert stages._aligned_licences(None) == [] and stages._aligned_licences(tmp_path / "nowhere") == []
+
+
+# ---------------------------------------------------------------- issue 16 item 6: dead runs are detectable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _zombie_automation() -> dict:
+    """The automation recipe of docs/PREFECT.md, as `prefect automation create --from-file` would read it."""
+    import re
+
+    import yaml
+
+    text = (REPO_ROOT / "docs" / "PREFECT.md").read_text("utf-8")
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "prefect automation create" in b]
+    return yaml.safe_load(block)
+
+
+def test_every_deployment_sends_heartbeats_prefect_accepts():
+    import yaml
+    from prefect.settings.models.flows import FlowsSettings
+
+    deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text("utf-8"))["deployments"]
+    assert deployments
+    for d in deployments:
+        value = d["work_pool"]["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
+        assert isinstance(value, str), "process env values are strings"
+        # what the flow run's process will read: a positive number of seconds Prefect's own settings accept
+        assert FlowsSettings(heartbeat_frequency=value).heartbeat_frequency == float(value) > 0, d["name"]
+
+
+def test_the_documented_zombie_automation_is_valid_and_waits_several_heartbeats():
+    import yaml
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.schemas.automations import AutomationCore, Posture
+
+    automation = AutomationCore.model_validate(_zombie_automation())
+    trigger = automation.trigger
+    assert trigger.posture == Posture.Proactive and "prefect.flow-run.heartbeat" in trigger.expect
+    assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Crashed"} <= trigger.expect
+    (action,) = automation.actions
+    assert action.type == "change-flow-run-state" and action.state == StateType.CRASHED
+    beat = float(yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text("utf-8"))["deployments"][0]["work_pool"]
+                 ["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    assert trigger.within.total_seconds() >= 3 * beat  # one late beat on a busy host does not crash a live run
+    tags = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text("utf-8"))["deployments"][0]["tags"]
+    assert "prefect.tag." + tags[0] in str(trigger.match_related)

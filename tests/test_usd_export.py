@@ -126,12 +126,32 @@ def test_mesh_uvs_normals_and_material(asset, pxr):
     surface = material.ComputeSurfaceSource()[0]
     assert surface.GetIdAttr().Get() == "UsdPreviewSurface"
     assert surface.GetInput("metallic").Get() == 0.0
-    assert surface.GetInput("roughness").Get() == pytest.approx(asset.report["material"]["roughness"])
+    # the roughness map (on by default): a raw texture's g channel drives roughness
+    rough_sources = surface.GetInput("roughness").GetConnectedSources()[0]
+    assert len(rough_sources) == 1 and rough_sources[0].sourceName == "g"
+    rough_tex = UsdShade.Shader(rough_sources[0].source.GetPrim())
+    assert rough_tex.GetIdAttr().Get() == "UsdUVTexture"
+    assert rough_tex.GetInput("sourceColorSpace").Get() == "raw"
+    assert rough_tex.GetInput("file").Get().path.endswith("lod0_roughness.png")
     base = surface.GetInput("diffuseColor").GetConnectedSources()[0][0].source
     assert UsdShade.Shader(base.GetPrim()).GetInput("sourceColorSpace").Get() == "sRGB"
     assert surface.GetInput("normal").HasConnectedSource()
     names = zipfile.ZipFile(asset.asset_dir / "head.usdz").namelist()
     assert names[0] == "head.usdc" and "textures/lod0_albedo.png" in names and "textures/lod1_normal.png" in names
+    assert "textures/lod0_roughness.png" in names and "textures/lod2_roughness.png" in names
+
+
+def test_usd_roughness_factor_without_map(pxr, mesh_dir, tmp_path):
+    """--no-roughness-map: roughness is a plain value, the setting."""
+    from pxr import UsdShade
+
+    config = ExportConfig(lod_budgets=(300,), preview=False, validate=False, format="usd", roughness_map=False)
+    result = export_asset(mesh_dir, tmp_path / "asset", config)
+    stage = pxr.Stage.Open(str(result.asset_dir / "head.usdz"))
+    surface = UsdShade.Shader(stage.GetPrimAtPath("/head/Looks/skin/PreviewSurface"))
+    assert not surface.GetInput("roughness").HasConnectedSource()
+    assert surface.GetInput("roughness").Get() == pytest.approx(0.55)
+    assert result.report["material"]["roughness_map"] is None
 
 
 def test_cli_format_usd_writes_only_usd(pxr, mesh_dir, tmp_path, capsys):
