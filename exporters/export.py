@@ -60,7 +60,7 @@ from exporters.split import MAX_PRIMITIVE_VERTICES, split_primitives
 from exporters.usd import UsdLod
 from spin_io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_png
 from spin_io.hashing import file_sha256
-from spin_io.headmesh import HeadMesh, head_provenance
+from spin_io.headmesh import HeadMesh, head_provenance, metrics_block
 
 REPORT_SCHEMA_VERSION = 1
 GENERATOR = "spin-to-mesh"
@@ -177,19 +177,10 @@ def _choose_texture(head: HeadMesh, lit: bool) -> tuple[HeadMesh, str]:
 
 def _lighting(head: HeadMesh, mesh_dir: Path | None) -> dict[str, Any] | None:
     """The lighting recon estimated and divided out: mesh.json metadata, else metrics.json ("lighting")."""
-    import json
-
     found = (head.metadata or {}).get("lighting")
     if isinstance(found, dict):
         return found
-    path = None if mesh_dir is None else mesh_dir / "metrics.json"
-    if path is None or not path.is_file():
-        return None
-    try:
-        found = json.loads(path.read_text("utf-8")).get("lighting")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, dict) else None
+    return None if mesh_dir is None else metrics_block(mesh_dir / "metrics.json", "lighting")
 
 
 def _bbox(vertices: np.ndarray) -> dict[str, list[float]]:

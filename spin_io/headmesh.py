@@ -177,7 +177,7 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
         metadata = dict(info.get("metadata", {}))
     if PROVENANCE_KEY not in metadata:
         # Folders written before mesh.json carried provenance: recon's metrics.json has the ViewSet's generation.
-        generation = _metrics_generation(mesh_dir / "metrics.json")
+        generation = metrics_block(mesh_dir / "metrics.json", "generation")
         if generation is not None:
             metadata[PROVENANCE_KEY] = provenance_from_generation(generation)
     return HeadMesh(
@@ -191,12 +191,13 @@ def read_headmesh(mesh_dir: str | Path) -> HeadMesh:
     )
 
 
-def _metrics_generation(path: Path) -> dict[str, Any] | None:
-    """metrics.json's "generation" block, or None when the file is missing or unreadable (it is optional)."""
+def metrics_block(path: Path, key: str) -> dict[str, Any] | None:
+    """One block of a HeadMesh's metrics.json ("generation", "lighting"), or None when the file is missing or
+    unreadable or the block is absent (metrics.json is optional in the contract)."""
     if not path.is_file():
         return None
     try:
-        generation = json.loads(path.read_text("utf-8")).get("generation")
+        block = json.loads(path.read_text("utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
-    return generation if isinstance(generation, dict) else None
+    return block if isinstance(block, dict) else None
