@@ -21,9 +21,10 @@ from pydantic import BaseModel
 
 from flows.errors import user_error_types
 
-# Task arguments that cannot change a stage's result: where it runs, and the weights *path*
-# (the weights *id* is an argument of its own and is part of the key).
-KEY_EXCLUDED_ARGUMENTS = frozenset({"device", "weights", "gpu_limit"})
+# Task arguments that cannot change a stage's result: where it runs, the weights *path* (the weights *id* is an
+# argument of its own and is part of the key), and the worker's local scratch folder for a remote output (the
+# records carry the remote URIs, so two hosts with different scratch folders share one key).
+KEY_EXCLUDED_ARGUMENTS = frozenset({"device", "weights", "gpu_limit", "scratch"})
 
 # The packages whose code each stage runs (besides flows.stages, which every stage runs).
 STAGE_PACKAGES: dict[str, tuple[str, ...]] = {

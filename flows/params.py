@@ -169,8 +169,20 @@ class RunOptions(_Params):
     )
     cache_dir: str | None = Field(
         None,
-        description="Where stage results (the cache) are persisted; default <output>/.spin-cache. Put it on storage "
-        "that every worker can reach when workers run on several hosts.",
+        description="Where stage results (the cache) are persisted: a folder or an fsspec URI (s3://bucket/cache, "
+        "gs://...); default <output>/.spin-cache. Put it on storage that every worker can reach when workers run on "
+        "several hosts.",
+    )
+    work_dir: str | None = Field(
+        None,
+        description="Local scratch folder of the worker for a remote (s3://, gs://) output: stage folders are built "
+        "here, then uploaded. Default: $SPIN_TO_MESH_WORK_DIR, else <temp>/spin-to-mesh-work. Unused for local "
+        "outputs.",
+    )
+    claim_ttl_s: float = Field(
+        600.0, ge=1.0, le=86_400,
+        description="Remote outputs: a head's claim (so two workers never make the same head) lasts this long "
+        "unless renewed; the run renews it while it works, so a dead worker's heads are taken over after this.",
     )
     refresh_cache: bool = Field(False, description="Recompute every stage even when a cached result exists.")
     gpu_concurrency_limit: str | None = Field(
@@ -206,9 +218,12 @@ class RunParameters(_Params):
         ...,
         min_length=1,
         description="A photo, a glob such as 'photos/*.jpg', or a manifest (.txt: one path per line; "
-        ".json: a list of paths) of photos.",
+        ".json: a list of paths) of photos; a local path or an fsspec URI (s3://bucket/photos/, gs://...).",
     )
-    output: str = Field(..., min_length=1, description="Output folder: one sub-folder per photo.")
+    output: str = Field(
+        ..., min_length=1,
+        description="Output folder, one sub-folder per photo: a local path or an fsspec URI (s3://bucket/heads).",
+    )
     align: AlignParams = Field(default_factory=AlignParams, description="Face detection and cropping.")
     views: ViewsParams = Field(default_factory=ViewsParams, description="Multi-view generation.")
     recon: ReconParams = Field(default_factory=ReconParams, description="Mesh reconstruction and texture baking.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed, State
 from pydantic import Field
 
-from flows import artifacts, stages
+from flows import artifacts, stages, storage
 from flows.errors import PhotosFailedError, user_error_types
 from flows.inputs import photo_id, resolve_photos, run_name_for, sha256_file
 from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, RunParameters, ViewsParams
@@ -51,7 +52,9 @@ _OPTIONS = RunOptions()
 
 
 def _outputs_intact(record: Any) -> bool:
-    """A cached record is only useful while its files are still there, unchanged."""
+    """A cached record is only useful while its files are still there, unchanged (remote: its completion marker)."""
+    if storage.is_remote(record.dir_uri):
+        return storage.intact(record)
     if isinstance(record, AssetRecord):
         glb = from_uri(record.glb_uri)
         return glb.is_file() and stages.file_sha256(glb) == record.glb_sha256
@@ -117,7 +120,7 @@ class _PhotoRun:
                            glb_uri=asset.glb_uri, cached_stages=self.cached, metrics=metrics)
 
 
-def _run_stage(stage: str, run: RunParameters, cache_dir: Path, photo_run: _PhotoRun, **arguments: Any) -> Any | None:
+def _run_stage(stage: str, run: RunParameters, cache_dir: Any, photo_run: _PhotoRun, **arguments: Any) -> Any | None:
     """Run one stage task to its end; a cache hit whose files are gone is recomputed."""
     where = {"photo_id": photo_run.photo.photo_id, "index": photo_run.index, "total": photo_run.total,
              "stage": stage}
@@ -135,17 +138,22 @@ def _run_stage(stage: str, run: RunParameters, cache_dir: Path, photo_run: _Phot
     return record
 
 
-def _photo_records(run: RunParameters, output: Path) -> list[PhotoRecord]:
-    photos = resolve_photos(run.input)
+def _photo_records(run: RunParameters, output: Path | str, scratch: Path | None = None) -> list[PhotoRecord]:
+    """The run's photos after sharding; a remote input's photos are fetched (into the scratch, else the output)."""
+    remote_in = storage.is_remote(run.input)
+    photos: list[Any] = storage.resolve_remote_photos(run.input) if remote_in else resolve_photos(run.input)
     opts = run.options
     photos = [p for i, p in enumerate(photos) if i % opts.shard_count == opts.shard_index]
     if opts.max_photos is not None:
         photos = photos[: opts.max_photos]
     records: dict[str, PhotoRecord] = {}
-    for path in photos:
-        sha = sha256_file(path)
-        pid = photo_id(path, sha)
-        records.setdefault(pid, PhotoRecord(photo_id=pid, uri=to_uri(path), sha256=sha, work_uri=to_uri(output / pid)))
+    for source in photos:
+        local = storage.fetch_photo(source, scratch or Path(output)) if remote_in else source
+        sha = sha256_file(local)
+        pid = photo_id(Path(local), sha)
+        work = storage.join(output, pid) if isinstance(output, str) else to_uri(output / pid)
+        records.setdefault(pid, PhotoRecord(photo_id=pid, uri=source if remote_in else to_uri(source), sha256=sha,
+                                            work_uri=work))
     return list(records.values())
 
 
@@ -156,13 +164,18 @@ def _align_weights_id(run: RunParameters) -> str:
 
 
 def _run_photo(
-    photo: PhotoRecord, run: RunParameters, cache_dir: Path, views_wid: str, align_wid: str, progress: Any,
-    position: tuple[int, int] = (0, 1),
+    photo: PhotoRecord, run: RunParameters, cache_dir: Any, views_wid: str, align_wid: str, progress: Any,
+    position: tuple[int, int] = (0, 1), scratch: Path | None = None,
 ) -> PhotoResult:
-    """align -> views -> recon -> export for one photo; the first failing stage ends it (and only it)."""
+    """align -> views -> recon -> export for one photo; the first failing stage ends it (and only it).
+
+    `scratch`: this worker's local folder for a remote output (None: the output is local, stages write in place).
+    """
     opts = run.options
     pr = _PhotoRun(photo, *position)
-    removed = stages.clean_stale_temporaries(from_uri(photo.work_uri))
+    where = {} if scratch is None else {"scratch": str(scratch)}
+    local_work = from_uri(photo.work_uri) if scratch is None else storage.local_work(photo.work_uri, scratch)
+    removed = stages.clean_stale_temporaries(local_work)
     if removed:
         get_run_logger().info("%s: removed %d half-written folder(s) of an interrupted run: %s",
                               photo.photo_id, len(removed), ", ".join(removed))
@@ -174,34 +187,67 @@ def _run_photo(
         progress.advance()
 
     aligned: AlignedRecord | None = _run_stage(
-        "align", run, cache_dir, pr, photo=photo, params=run.align, weights_id=align_wid, weights=opts.weights
+        "align", run, cache_dir, pr, photo=photo, params=run.align, weights_id=align_wid, weights=opts.weights,
+        **where,
     )
     step()
     views: ViewsRecord | None = None
     if aligned is not None:
         views = _run_stage("views", run, cache_dir, pr, aligned=aligned, params=run.views, work_uri=photo.work_uri,
                            weights_id=views_wid, device=opts.device, weights=opts.weights,
-                           gpu_limit=opts.gpu_concurrency_limit)
+                           gpu_limit=opts.gpu_concurrency_limit, **where)
         step()
     mesh: MeshRecord | None = None
     if views is not None:
-        _show(artifacts.views_artifact, views, "views" not in pr.cached)  # a cached stage's images: links only
+        shown = views if scratch is None else _local_copy(views, scratch)
+        if shown is not None:  # a cached stage's images: links only
+            _show(artifacts.views_artifact, shown, "views" not in pr.cached)
         mesh = _run_stage("recon", run, cache_dir, pr, views=views, params=run.recon, work_uri=photo.work_uri,
-                          device=opts.device, gpu_limit=opts.gpu_concurrency_limit)
+                          device=opts.device, gpu_limit=opts.gpu_concurrency_limit, **where)
         step()
     asset: AssetRecord | None = None
     if mesh is not None:
-        asset = _run_stage("export", run, cache_dir, pr, mesh=mesh, params=run.export, work_uri=photo.work_uri)
+        asset = _run_stage("export", run, cache_dir, pr, mesh=mesh, params=run.export, work_uri=photo.work_uri,
+                           **where)
         step()
     progress.advance(steps_left)
     if asset is None:
         return pr.result(None, {})
-    _show(artifacts.asset_artifacts, asset, "export" not in pr.cached)
+    shown_asset = asset if scratch is None else _local_copy(asset, scratch)
+    if shown_asset is not None:
+        _show(artifacts.asset_artifacts, shown_asset, "export" not in pr.cached)
     metrics = {f"recon.{k}": v for k, v in mesh.metrics.items()}
     metrics.update({f"export.{k}": v for k, v in asset.summary.items() if not isinstance(v, list)})
     if asset.summary.get("triangles"):
         metrics["export.triangles_lod0"] = asset.summary["triangles"][0]
     return pr.result(asset, metrics)
+
+
+def _local_copy(record: Any, scratch: Path) -> Any | None:
+    """A remote record's twin in this worker's scratch (for the artifacts' images), or None when not made here."""
+    pid, folder = record.dir_uri.rstrip("/").rsplit("/", 2)[-2:]
+    work = scratch / pid
+    local = work / folder
+    if not local.is_dir():
+        return None
+    prefix = record.dir_uri.rsplit("/", 1)[0]
+    update: dict[str, Any] = {}
+    for name in ("dir_uri", "glb_uri", "preview_uri"):
+        uri = getattr(record, name, None)
+        if uri is not None and uri.startswith(prefix + "/"):
+            update[name] = to_uri(work / uri[len(prefix) + 1:])
+    return record.model_copy(update=update)
+
+
+def _claim_holder(holder: dict[str, Any]) -> str:
+    return (f"claimed by flow run {holder.get('run_id', '?')} on {holder.get('host', '?')} (until "
+            f"{time.strftime('%H:%M:%S', time.gmtime(float(holder.get('expires_at', 0))))} UTC unless renewed)")
+
+
+def _current_run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or f"local-{os.getpid()}")
 
 
 def form_weights_message(text: str, n_missing: int) -> str:
@@ -238,30 +284,52 @@ def run_pipeline(run: RunParameters) -> State | RunSummary:
     """The body of the flow (call it inside a flow run): the summary, or a final state carrying it (see final_state)."""
     logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
     # before any heavy work, also for runs started from the Prefect UI: both are user errors (no retry)
-    output = check_output_writable(run.output)
+    remote_out = storage.is_remote(run.output)
+    output: Path | str = storage.check_output(run.output) if remote_out else check_output_writable(run.output)
     resolve_device(run.options.device)
     weights = _ensure_weights_for_form(run)  # fetched on first use
     gpu_limit = usable_limit(run.options.gpu_concurrency_limit)  # checked once per run, not twice per photo
     run = run.model_copy(update={"options": run.options.model_copy(update={"weights": weights,
                                                                          "gpu_concurrency_limit": gpu_limit})})
-    cache_dir = Path(run.options.cache_dir).expanduser().resolve() if run.options.cache_dir else output / CACHE_DIRNAME
-    photos = _photo_records(run, output)
-    logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_dir)
+    scratch = storage.scratch_root(run.options.work_dir, str(output)) if remote_out else None
+    cache_loc = run.options.cache_dir or (storage.join(str(output), CACHE_DIRNAME) if remote_out else None)
+    if cache_loc is not None and storage.is_remote(cache_loc):
+        cache_dir: Any = storage.result_storage(storage.check_output(cache_loc, "cache"))
+    else:
+        cache_dir = Path(cache_loc).expanduser().resolve() if cache_loc else Path(output) / CACHE_DIRNAME
+    photos = _photo_records(run, output, scratch)
+    logger.info("%d photo(s) -> %s (cache %s)", len(photos), output, cache_loc or cache_dir)
     stages.notify("run", total=len(photos), output=str(output))
     progress = artifacts.Progress(len(photos) * len(STAGES), f"{len(photos)} photo(s): align, views, recon, export")
     views_wid = stages.views_weights_id(run.options.weights, run.views)
     align_wid = _align_weights_id(run)
 
     finished: list[PhotoResult] = []
+    run_id = _current_run_id()
     for i, photo in enumerate(photos):
-        finished.append(_run_photo(photo, run, cache_dir, views_wid, align_wid, progress, (i, len(photos))))
+        held = None
+        if remote_out:  # shared storage: two workers never make the same head (see flows/storage.py)
+            held = storage.claim(str(output), photo.photo_id, run_id, run.options.claim_ttl_s)
+            if isinstance(held, dict):
+                finished.append(PhotoResult(photo_id=photo.photo_id, source=photo.uri, status="skipped",
+                                            error=_claim_holder(held)))
+                logger.info("%s skipped: %s", photo.photo_id, finished[-1].error)
+                progress.advance(len(STAGES))
+                continue
+        try:
+            finished.append(_run_photo(photo, run, cache_dir, views_wid, align_wid, progress, (i, len(photos)),
+                                       scratch))
+        finally:
+            if held is not None:
+                held.release()
         done = finished[-1]
         if done.status == "failed":
             logger.error("%s failed in %s: %s: %s", photo.photo_id, done.failed_stage, done.error_type, done.error)
 
-    summary = RunSummary(output_uri=to_uri(output), photos=finished)
+    summary = RunSummary(output_uri=output if isinstance(output, str) else to_uri(output), photos=finished)
     _show(artifacts.summary_artifacts, summary)
-    logger.info("%d of %d photo(s) completed", summary.n_completed, len(photos))
+    skipped = f", {summary.n_skipped} skipped (held by another run)" if summary.n_skipped else ""
+    logger.info("%d of %d photo(s) completed%s", summary.n_completed, len(photos), skipped)
     return final_state(summary, run.options.allow_partial)
 
 
@@ -272,6 +340,8 @@ def outcome_message(summary: RunSummary, shown: int = 3, width: int = 200) -> st
     failures are named (the failures artifact lists them all), each reason cut to `width` characters.
     """
     head = f"{summary.n_completed} of {len(summary.photos)} heads"
+    if summary.n_skipped:
+        head += f"; {summary.n_skipped} skipped (another live run holds them)"
     failed = [p for p in summary.photos if p.status == "failed"]
     if not failed:
         return head
@@ -351,6 +421,9 @@ def spin_to_mesh(
         export: GLB export: LODs, textures, preview.
         options: Devices, weights, cache, retries, time limits, GPU concurrency limit, sharding.
     """
+    from flows.streams import guard_pipes
+
+    guard_pipes()  # a worker that dies (second SIGTERM) must not take this run down with a BrokenPipeError
     run = RunParameters(input=input, output=output, align=align, views=views, recon=recon, export=export,
                         options=options)
     return run_pipeline(run)

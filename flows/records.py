@@ -78,11 +78,12 @@ class AssetRecord(_Record):
 
 
 class PhotoResult(_Record):
-    """How one photo ended: completed with a GLB, or failed in one stage with the error."""
+    """How one photo ended: completed with a GLB, failed in one stage with the error, or skipped because another
+    live run holds its claim (remote outputs: `error` names that run and its host)."""
 
     photo_id: str
     source: str
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "skipped"]
     failed_stage: str | None = None
     error_type: str | None = None
     error: str | None = None
@@ -105,3 +106,7 @@ class RunSummary(_Record):
     @property
     def n_failed(self) -> int:
         return sum(p.status == "failed" for p in self.photos)
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(p.status == "skipped" for p in self.photos)

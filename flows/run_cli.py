@@ -123,6 +123,7 @@ def build_parameters(args: argparse.Namespace) -> Any:
                 "options": pick(
                     device=args.device, weights=args.weights or os.environ.get("SMR_WEIGHTS"),
                     cache_dir=args.cache_dir, refresh_cache=args.refresh or None, retries=args.retries,
+                    work_dir=getattr(args, "work_dir", None),
                 ),
             }
         )
@@ -426,6 +427,8 @@ def _print_summary(summary: Any, log_path: Path | None) -> None:
         if p.status == "completed":
             cached = f" (cached: {', '.join(p.cached_stages)})" if p.cached_stages else ""
             print(f"ok      {p.photo_id}: {p.glb_uri}{cached}")
+        elif p.status == "skipped":
+            print(f"skipped {p.photo_id}: {p.error}")
         else:
             print(f"FAILED  {p.photo_id} in {p.failed_stage}: {p.error_type}: {p.error}", file=sys.stderr)
     where = f"; log {log_path}" if log_path is not None and summary.n_failed else ""
@@ -442,14 +445,21 @@ def exit_status(summary: Any) -> int:
     return EXIT_PARTIAL
 
 
-def _preflight(args: argparse.Namespace) -> tuple[Any, Path, int]:
+def _preflight(args: argparse.Namespace) -> tuple[Any, Path | str, int]:
     """Everything that can be refused in a second, before Prefect starts or a network loads."""
+    from flows import storage
     from flows.inputs import resolve_photos
     from spin_io.preflight import check_output_writable, resolve_device
 
     params = build_parameters(args)
-    photos = resolve_photos(params.input)  # a bad input is refused before the output folder is created
-    output = check_output_writable(params.output)  # EXIT_OUTPUT
+    # a bad input is refused before the output folder is created; a URI (s3://...) is listed on its store
+    photos = storage.resolve_remote_photos(params.input) if storage.is_remote(params.input) else \
+        resolve_photos(params.input)
+    # EXIT_OUTPUT; a URI is probed with one small write, its local scratch folder then holds the logs
+    output = storage.check_output(params.output) if storage.is_remote(params.output) else \
+        check_output_writable(params.output)
+    if params.options.cache_dir and storage.is_remote(params.options.cache_dir):
+        storage.check_output(params.options.cache_dir, "cache")
     device = resolve_device(params.options.device)  # EXIT_DEVICE, instead of an AssertionError in a stage
     from flows.stages import ensure_run_weights
 
@@ -464,7 +474,8 @@ def run_command(args: argparse.Namespace) -> int:
     params, output, n_photos = _preflight(args)
     print(f"spin-to-mesh run: {n_photos} photo(s) -> {output}", flush=True)
     configure_prefect_env(args.prefect_home)
-    log_path = None if args.verbose else run_log_path(output)
+    local = output if isinstance(output, Path) else _scratch(params, output)  # where the stages' folders are
+    log_path = None if args.verbose else run_log_path(local)
 
     from prefect.logging.configuration import ensure_logging_setup
 
@@ -487,7 +498,7 @@ def run_command(args: argparse.Namespace) -> int:
             result = state.result(raise_on_failure=False)
     except KeyboardInterrupt:
         progress.close()
-        print(interrupted_line(output, kept_stages(output, list(progress.photos))), file=sys.stderr)
+        print(interrupted_line(local, kept_stages(local, list(progress.photos))), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         progress.close()
@@ -500,6 +511,12 @@ def run_command(args: argparse.Namespace) -> int:
         where = f" (traceback in {log_path})" if log_path is not None else ""
         raise FlowError(f"the flow run failed: {type(result).__name__}: {result}{where}") from result
     return _report(result, log_path)
+
+
+def _scratch(params: Any, output: str) -> Path:
+    from flows import storage
+
+    return storage.scratch_root(params.options.work_dir, output)
 
 
 def _is_user_error(exc: BaseException) -> bool:
@@ -533,7 +550,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finished stage (exit 130).",
     )
     p.add_argument("input", metavar="PHOTO_OR_GLOB_OR_MANIFEST")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (one sub-folder per photo)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder (one sub-folder per photo), or a URI such as s3://bucket/heads")
     g = p.add_argument_group("align")
     g.add_argument("--align-backend", choices=["auto", "antelopev2", "offline"])
     g.add_argument("--face-index", type=int, help="which face when a photo shows several (0 = largest)")
@@ -579,7 +597,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="weights folder (default: $SMR_WEIGHTS, else the per-user cache); missing files are fetched")
     g.add_argument("--offline", action="store_true",
                    help="never download weights (as HF_HUB_OFFLINE=1): missing ones are one error saying what to do")
-    g.add_argument("--cache-dir", metavar="DIR", help="persisted stage results (default OUT/.spin-cache)")
+    g.add_argument("--cache-dir", metavar="DIR",
+                   help="persisted stage results: a folder or a URI, e.g. s3://bucket/cache (default OUT/.spin-cache)")
+    g.add_argument("--work-dir", metavar="DIR",
+                   help="local scratch folder for an s3:// (or other URI) output (default $SPIN_TO_MESH_WORK_DIR, "
+                   "else <temp>/spin-to-mesh-work)")
     g.add_argument("--refresh", action="store_true", help="recompute every stage, ignoring the cache")
     g.add_argument("--retries", type=int, help="retries after transient errors (default 2)")
     g.add_argument("--prefect-home", metavar="DIR",

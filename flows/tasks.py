@@ -17,7 +17,7 @@ from typing import Any
 from prefect import Task, get_run_logger, task
 from prefect.tasks import exponential_backoff
 
-from flows import stages
+from flows import stages, storage
 from flows.caching import retry_condition, stage_cache_key
 from flows.params import AlignParams, ExportParams, ReconParams, RunOptions, ViewsParams
 from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord
@@ -78,10 +78,27 @@ def gpu_slot(limit: str | None) -> Iterator[None]:
         yield
 
 
+def _local(work_uri: str, scratch: str | None) -> str:
+    """The work folder a stage writes in: the photo's own, or (remote output) its folder in this worker's scratch."""
+    from flows.records import to_uri
+
+    return work_uri if scratch is None else to_uri(storage.local_work(work_uri, scratch))
+
+
 @task(name="align", task_run_name="align {photo.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)
-def align_task(photo: PhotoRecord, params: AlignParams, weights_id: str, weights: str | None = None) -> AlignedRecord:
+def align_task(
+    photo: PhotoRecord, params: AlignParams, weights_id: str, weights: str | None = None, scratch: str | None = None
+) -> AlignedRecord:
     """Detect and crop the face (CPU)."""
-    return stages.run_align(photo, params, weights)
+    if scratch is None:  # local output: the stage writes in place (a remote photo is fetched into the output)
+        if storage.is_remote(photo.uri):
+            from flows.records import from_uri, to_uri
+
+            local = storage.fetch_photo(photo.uri, from_uri(photo.work_uri).parent, photo.sha256)
+            photo = photo.model_copy(update={"uri": to_uri(local)})
+        return stages.run_align(photo, params, weights)
+    record = stages.run_align(storage.localise_photo(photo, scratch), params, weights)
+    return storage.publish(record, scratch, photo.work_uri)
 
 
 @task(name="views", task_run_name="views {aligned.photo_id}", tags=["spin-to-mesh", "gpu"], **_COMMON)
@@ -93,15 +110,20 @@ def views_task(
     device: str = "auto",
     weights: str | None = None,
     gpu_limit: str | None = None,
+    scratch: str | None = None,
 ) -> ViewsRecord:
     """Generate the posed views (GPU: the expensive stage the cache exists for)."""
+    if scratch is not None:
+        aligned = storage.localise(aligned, scratch)
     with gpu_slot(gpu_limit):
-        return stages.run_views(aligned, params, work_uri, device, weights)
+        record = stages.run_views(aligned, params, _local(work_uri, scratch), device, weights)
+    return record if scratch is None else storage.publish(record, scratch, work_uri)
 
 
 @task(name="recon", task_run_name="recon {views.photo_id}", tags=["spin-to-mesh", "gpu"], **_COMMON)
 def recon_task(
-    views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", gpu_limit: str | None = None
+    views: ViewsRecord, params: ReconParams, work_uri: str, device: str = "auto", gpu_limit: str | None = None,
+    scratch: str | None = None,
 ) -> MeshRecord:
     """Fit the textured mesh to the views; its progress lines reach the Prefect log and the CLI's display."""
     logger = get_run_logger()
@@ -110,14 +132,22 @@ def recon_task(
         logger.info("recon %s", msg)
         stages.notify("message", photo_id=views.photo_id, stage="recon", text=msg)
 
+    if scratch is not None:
+        views = storage.localise(views, scratch)
     with gpu_slot(gpu_limit):
-        return stages.run_recon(views, params, work_uri, device, log=log, progress=stages.show_bars())
+        record = stages.run_recon(views, params, _local(work_uri, scratch), device, log=log,
+                                  progress=stages.show_bars())
+    return record if scratch is None else storage.publish(record, scratch, work_uri)
 
 
 @task(name="export", task_run_name="export {mesh.photo_id}", tags=["spin-to-mesh", "cpu"], **_COMMON)
-def export_task(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetRecord:
+def export_task(mesh: MeshRecord, params: ExportParams, work_uri: str, scratch: str | None = None) -> AssetRecord:
     """Write the GLB LODs, the turntable preview and report.json (CPU); a skipped glTF validation is a warning."""
-    asset = stages.run_export(mesh, params, work_uri)
+    if scratch is not None:
+        mesh = storage.localise(mesh, scratch)
+    asset = stages.run_export(mesh, params, _local(work_uri, scratch))
+    if scratch is not None:
+        asset = storage.publish(asset, scratch, work_uri)
     note = str(asset.summary.get("validation", ""))
     if note.startswith("not validated"):
         get_run_logger().warning("%s: %s (report.json 'validation' says why)", mesh.photo_id, note)
@@ -127,11 +157,12 @@ def export_task(mesh: MeshRecord, params: ExportParams, work_uri: str) -> AssetR
 STAGE_TASKS: dict[str, Task] = {"align": align_task, "views": views_task, "recon": recon_task, "export": export_task}
 
 
-def configure_task(stage: str, options: RunOptions, cache_dir: Path, refresh: bool | None = None) -> Task:
-    """The stage's task with this run's result storage, retries with exponential backoff, and time limit."""
+def configure_task(stage: str, options: RunOptions, cache_dir: Any, refresh: bool | None = None) -> Task:
+    """The stage's task with this run's result storage (a folder, or a block from storage.result_storage), retries
+    with exponential backoff, and time limit."""
     timeout = getattr(options, f"timeout_{stage}_s")
     return STAGE_TASKS[stage].with_options(
-        result_storage=Path(cache_dir),
+        result_storage=Path(cache_dir) if isinstance(cache_dir, (str, Path)) else cache_dir,
         refresh_cache=options.refresh_cache if refresh is None else refresh,
         retries=options.retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=options.retry_delay_s)(options.retries)
