@@ -8,6 +8,9 @@ in linear RGB at unit normals n
     s_c(n) = Σ_k ℓ_{c,k} Y_k(n) + d_c max(0, n·l)         2nd-order real SH + one clamped-cosine key light
     relit_t = a_t ⊙ s(n_t)                                 the de-lit albedo shaded by the estimate
 
+(d_c may be below zero in one channel: a fill light opposite the key, max(0, -n·l) = max(0, n·l) - n·l;
+only the key's luminance is positive.)
+
 tests/test_export_material.py checks this copy against recon.delight.Lighting.shading.
 """
 

@@ -1,13 +1,15 @@
 """A roughness texture from the de-lit albedo: skin stays a soft sheen, hair goes matte.
 
-One roughness factor makes hair as glossy as skin (or skin as dull as hair). The de-lit albedo already tells
-them apart well enough for a material: skin is warm, fairly saturated and mid-bright; hair is dark or grey and
-busy (strands make high local variance). Per texel t, with V = max(R, G, B), S = (V - min) / V, hue h in degrees
-and σ_t the local standard deviation of the luminance:
+One roughness factor makes hair as glossy as skin (or skin as dull as hair). The de-lit albedo tells them
+apart well enough for a material, but not by brightness: skin runs from about V = 0.15 (the darkest skin
+tones) to 0.95, and dark skin is as smooth as light skin. What differs is texture and colour: hair is busy
+(strands: high *relative* local contrast, whatever its level), grey, or darker than any skin; skin is warm,
+saturated and smooth. Per texel t, with V = max(R, G, B), S = (V - min) / V, hue h in degrees and τ_t the
+local standard deviation of log luminance (a ratio, so the same on dark and light albedo):
 
-    w_skin = warm(h) · ramp(S; 0.12, 0.25) · ramp(V; 0.2, 0.35) · (1 - ramp(V; 0.97, 1.0))
-    w_hair = max(dark, grey, busy)  with  dark = 1 - ramp(V; 0.2, 0.4),  grey = 1 - ramp(S; 0.06, 0.14),
-                                          busy = ramp(σ; 0.04, 0.10)
+    busy   = ramp(τ; 0.08, 0.2)
+    w_skin = warm(h) · ramp(S; 0.1, 0.2) · ramp(V; 0.08, 0.14) · (1 - ramp(V; 0.97, 1.0)) · (1 - busy)
+    w_hair = max(dark, grey, busy)  with  dark = 1 - ramp(V; 0.05, 0.1),  grey = 1 - ramp(S; 0.06, 0.14)
     η_t = w_hair (1 - w_skin)                                     hairness: hair-like and not skin-like
     r_t = r_skin + (r_hair - r_skin) η_t                          roughness, then a Gaussian blur and a clip
     r_t ∈ [ROUGHNESS_MIN, ROUGHNESS_MAX]
@@ -50,26 +52,31 @@ def _warm(hue: np.ndarray) -> np.ndarray:
     return _ramp(h, -25.0, -10.0) * (1.0 - _ramp(h, 50.0, 65.0))
 
 
-def skin_weight(rgb: np.ndarray) -> np.ndarray:
-    """w_skin in [0, 1] per texel of an (H, W, 3) sRGB image in [0, 1]."""
+def busyness(rgb: np.ndarray, window: int) -> np.ndarray:
+    """busy in [0, 1]: local std τ of log luminance over `window` texels, ramped (strands, not shading)."""
+    log_lum = np.log(np.maximum(rgb @ LUMA, 1.0 / 255.0))
+    mean = uniform_filter(log_lum, window, mode="nearest")
+    tau = np.sqrt(np.maximum(uniform_filter(log_lum**2, window, mode="nearest") - mean**2, 0.0))
+    return _ramp(tau, 0.08, 0.2)
+
+
+def skin_weight(rgb: np.ndarray, busy: np.ndarray | None = None) -> np.ndarray:
+    """w_skin in [0, 1] per texel of an (H, W, 3) sRGB image in [0, 1] (busy: from `busyness`, 0 if None)."""
     value = rgb.max(-1)
     chroma = value - rgb.min(-1)
     saturation = chroma / np.maximum(value, 1e-6)
-    bright = _ramp(value, 0.2, 0.35) * (1.0 - _ramp(value, 0.97, 1.0))
-    return _warm(_hue_deg(rgb, value, chroma)) * _ramp(saturation, 0.12, 0.25) * bright
+    lit = _ramp(value, 0.08, 0.14) * (1.0 - _ramp(value, 0.97, 1.0))
+    smooth = 1.0 if busy is None else 1.0 - busy
+    return _warm(_hue_deg(rgb, value, chroma)) * _ramp(saturation, 0.1, 0.2) * lit * smooth
 
 
 def hair_weight(rgb: np.ndarray, window: int) -> np.ndarray:
-    """w_hair in [0, 1]: dark, grey, or busy (high local luminance variance over `window` texels)."""
+    """w_hair in [0, 1]: darker than any skin, grey, or busy (high local contrast over `window` texels)."""
     value = rgb.max(-1)
     saturation = (value - rgb.min(-1)) / np.maximum(value, 1e-6)
-    luminance = rgb @ LUMA
-    mean = uniform_filter(luminance, window, mode="nearest")
-    sigma = np.sqrt(np.maximum(uniform_filter(luminance**2, window, mode="nearest") - mean**2, 0.0))
-    dark = 1.0 - _ramp(value, 0.2, 0.4)
+    dark = 1.0 - _ramp(value, 0.05, 0.1)
     grey = 1.0 - _ramp(saturation, 0.06, 0.14)
-    busy = _ramp(sigma, 0.04, 0.10)
-    return np.maximum(np.maximum(dark, grey), busy)
+    return np.maximum(np.maximum(dark, grey), busyness(rgb, window))
 
 
 def roughness_map(albedo: np.ndarray, skin_roughness: float, hair_roughness: float = HAIR_ROUGHNESS) -> np.ndarray:
@@ -98,7 +105,7 @@ def _estimate(albedo: np.ndarray, skin_roughness: float, hair_roughness: float) 
     rgb = np.asarray(albedo, np.float64)[..., :3] / 255.0
     side = max(rgb.shape[:2])
     window = max(3, side // 128) | 1
-    hairness = hair_weight(rgb, window) * (1.0 - skin_weight(rgb))
+    hairness = hair_weight(rgb, window) * (1.0 - skin_weight(rgb, busyness(rgb, window)))
     r_skin = float(np.clip(skin_roughness, ROUGHNESS_MIN, ROUGHNESS_MAX))
     r_hair = float(np.clip(hair_roughness, ROUGHNESS_MIN, ROUGHNESS_MAX))
     rough = r_skin + (r_hair - r_skin) * hairness

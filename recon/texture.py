@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from recon.cameras import Cameras
-from recon.delight import DelightConfig, Lighting, delight_colours, estimate_lighting, estimate_view_gains
+from recon.delight import DelightConfig, Lighting, delight_atlas, estimate_view_gains
 from recon.mesh_ops import vertex_normals
 from recon.raster import Fragments, Rasterizer, TorchRasterizer, interpolate
 
@@ -337,16 +337,8 @@ def bake_texture(
 
 def _delight_atlas(atlas: _PaintedAtlas, cfg: DelightConfig) -> tuple[Lighting, np.ndarray]:
     """Fit the lighting to the painted texels (linear colour, surface normal) and divide it out of them."""
-    from recon.delight import srgb_to_linear
-
-    painted = atlas.painted
-    colours = atlas.colour[painted]
-    normals = atlas.normal[painted]
-    lighting = estimate_lighting(srgb_to_linear(colours), normals, cfg)
+    lighting, delit = delight_atlas(atlas.colour, atlas.normal, atlas.painted, cfg)
     lighting.view_gains = atlas.view_gains
-    floor = cfg.shading_floor
-    delit = np.zeros_like(atlas.colour)
-    delit[painted] = delight_colours(colours, normals, lighting, floor)
     return lighting, delit.astype(np.float32)
 
 

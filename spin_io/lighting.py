@@ -3,6 +3,9 @@ recon (which fits it) and exporters (which re-light previews with it) evaluate t
 
     s_c(n) = Σ_k ℓ_{c,k} Y_k(n) + d_c max(0, n·l)         2nd-order real SH + one clamped-cosine key light
 
+(d_c may be below zero in one channel: a fill light opposite the key, max(0, -n·l) = max(0, n·l) - n·l;
+only the key's luminance is positive.)
+
 Colours are fitted in linear RGB (IEC 61966-2-1 transfer functions below).
 """
 

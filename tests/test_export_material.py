@@ -159,3 +159,38 @@ def test_large_albedo_is_estimated_small_and_scaled_up():
     skin, hair = rough[:, : int(0.4 * size)], rough[:, int(0.6 * size) :]
     assert skin.mean() == pytest.approx(0.5, abs=0.02)
     assert hair.mean() >= 0.75 and hair.min() > skin.max()
+
+
+def _smooth_skin(colour: tuple[int, int, int], size: int = 128, seed: int = 1) -> np.ndarray:
+    """A skin tone with a smooth 6% pore/blotch modulation (the same relative texture on every tone)."""
+    rng = np.random.default_rng(seed)
+    from scipy.ndimage import gaussian_filter
+
+    blotch = gaussian_filter(rng.normal(0, 1, (size, size)), 3.0)
+    blotch *= 0.06 / blotch.std()
+    return np.clip(np.array(colour)[None, None] * (1 + blotch[..., None]), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("dark", [(110, 72, 52), (62, 42, 33), (44, 33, 27)])
+def test_dark_skin_is_as_smooth_as_light_skin(dark):
+    """Brightness is not the skin/hair cue: light and dark skin (down to the darkest tones) get r_skin."""
+    from exporters.material import roughness_map
+
+    light = roughness_map(_smooth_skin(SKIN), 0.5)
+    other = roughness_map(_smooth_skin(dark), 0.5)
+    assert light.mean() == pytest.approx(0.5, abs=0.02)
+    assert other.mean() == pytest.approx(light.mean(), abs=0.02)
+
+
+@pytest.mark.parametrize("hair", [(40, 28, 20), (120, 80, 45), (200, 170, 110)])
+def test_hair_strands_are_rough_whatever_their_colour(hair):
+    """Dark brown, mid brown and blond strands (busy at the texel scale) are rough next to smooth dark skin."""
+    from exporters.material import roughness_map
+
+    rng = np.random.default_rng(2)
+    img = _smooth_skin((62, 42, 33)).astype(np.float64)
+    strands = 1.0 + 0.45 * np.sin(np.arange(64)[None, :] * 2.1 + rng.normal(0, 1, (128, 1)))
+    img[:, 64:] = np.array(hair)[None, None] * strands[..., None]
+    rough = roughness_map(np.clip(img, 0, 255).astype(np.uint8), 0.5)
+    assert rough[:, 8:48].mean() == pytest.approx(0.5, abs=0.02)
+    assert rough[:, 80:120].mean() >= 0.75
