@@ -23,8 +23,8 @@ from spin_io.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE
 
 # Modules that provide `register(subparsers)`; order = order in --help.
 _COMMAND_MODULES = (
-    "smr_core.align.cli",
-    "smr_core.views_cli",
+    "align.cli",
+    "flows.views_cli",
     "smr_core.cli",
     "recon.cli",
     "smr_core.train_cli",
@@ -32,6 +32,8 @@ _COMMAND_MODULES = (
     "flows.run_cli",
     "flows.doctor",
 )
+# Command modules outside a stage package, and the stage packages they need (skipped when one is absent).
+_STAGES_NEEDED = {"flows.views_cli": ("align", "smr_core")}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
+            if exc.name and (module_name.startswith(exc.name) or exc.name in _STAGES_NEEDED.get(module_name, ())):
                 continue  # that stage is not part of this build
             raise
         module.register(sub)

@@ -32,6 +32,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = []
     for module, name in (
         ("spin_io.errors", "ContractError"),
+        ("align.errors", "AlignError"),
         ("smr_core.errors", "SMRError"),
         ("recon.errors", "ReconError"),
         ("exporters.errors", "ExportError"),

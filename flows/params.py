@@ -19,7 +19,7 @@ class _Params(BaseModel):
 
 
 class AlignParams(_Params):
-    """Face detection and cropping (smr_core.align)."""
+    """Face detection and cropping (align)."""
 
     backend: Literal["auto", "antelopev2", "offline"] = Field(
         "auto",

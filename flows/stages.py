@@ -23,7 +23,7 @@ from spin_io.atomic import atomic_dir
 from spin_io.hashing import file_sha256  # noqa: F401  (flows' public name for it)
 
 if TYPE_CHECKING:
-    from smr_core.align import Aligner
+    from align import Aligner
 
 SYNTHETIC_NOTE = (
     "SYNTHETIC: a procedural ground-truth head rendered by recon.synth at the requested cameras; "
@@ -72,8 +72,8 @@ def loaded_aligner(
     AlignConfig fields that pick networks. The config is built here from those plain values, so the key stays
     hashable whatever AlignConfig grows; a stage that exposes another config field adds it as a parameter.
     """
-    from smr_core.align import AlignConfig, Aligner
-    from smr_core.align.offline import OfflineConfig
+    from align import AlignConfig, Aligner
+    from align.offline import OfflineConfig
 
     config = AlignConfig(
         offline=OfflineConfig(landmarks=landmarks), matting=matting, refinement=refinement, device=device
@@ -173,15 +173,15 @@ def _ensure_align_models(offline: bool | None) -> None:
     """MediaPipe's face mesh and selfie models (Apache-2.0, from PyPI), fetched once; without them align falls back."""
     import logging
 
-    from smr_core.align.mediapipe_models import ensure_models, litert_available
-    from smr_core.errors import SMRError
+    from align.errors import AlignError
+    from align.mediapipe_models import ensure_models, litert_available
     from smr_core.fetch.api import is_offline
 
     if is_offline(offline) or not litert_available():
         return
     try:
         ensure_models()
-    except SMRError as exc:
+    except AlignError as exc:
         logging.getLogger("spin_to_mesh").warning("%s; aligning without them", exc)
 
 
@@ -213,8 +213,8 @@ def views_weights_id(weights: str | None, views: ViewsParams) -> str:
 def run_align(
     photo: PhotoRecord, params: AlignParams, weights: str | None = None, device: str = "cpu"
 ) -> AlignedRecord:
-    """Photo -> AlignedFace folder `<work>/aligned` (smr_core.align), with this worker's loaded aligner."""
-    from smr_core.align.weights import resolve_weights_dir
+    """Photo -> AlignedFace folder `<work>/aligned` (align), with this worker's loaded aligner."""
+    from align.weights import resolve_weights_dir
 
     root = resolve_weights_dir(weights)  # $SMR_WEIGHTS is part of the key as the folder it names
     # positional, always all six: lru_cache tells f(a, b=1) and f(a, 1) apart
@@ -288,7 +288,8 @@ def _spinmeround_viewset(
     aligned_dir: Path, views_dir: Path, params: ViewsParams, device: str, weights: str | None
 ) -> int:
     try:
-        from smr_core.pipeline import ViewsConfig, generate_viewset
+        from smr_core.pipeline import ViewsConfig
+        from smr_core.viewset_out import generate_viewset
     except ImportError as exc:
         raise StageUnavailableError(
             f"the spinmeround views backend is not available in this installation ({exc}); "

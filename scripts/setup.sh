@@ -37,7 +37,7 @@ echo "==> installing spin-to-mesh[$EXTRAS] (editable)"
 
 if [[ ",$EXTRAS," == *",align,"* || ",$EXTRAS," == *",gpu,"* ]]; then
   echo "==> fetching MediaPipe's face mesh and selfie models (Apache-2.0) from the pinned PyPI wheel"
-  "$VENV/bin/python" -m smr_core.align.mediapipe_models   # sha256-verified, into ~/.cache/spin-to-mesh
+  "$VENV/bin/python" -m align.mediapipe_models   # sha256-verified, into ~/.cache/spin-to-mesh
 fi
 
 if command -v npm >/dev/null 2>&1; then

@@ -29,7 +29,7 @@ class Recogniser(Protocol):
 
 def load_recogniser(weights_dir: str | os.PathLike[str] | None) -> tuple[Recogniser | None, str]:
     """The antelopev2 detector + ArcFace from the weights folder (or $SMR_WEIGHTS), or (None, why not)."""
-    from smr_core.align.weights import find_align_weights, resolve_weights_dir
+    from align.weights import find_align_weights, resolve_weights_dir
 
     root = resolve_weights_dir(weights_dir)
     if root is None:
@@ -43,7 +43,7 @@ def load_recogniser(weights_dir: str | os.PathLike[str] | None) -> tuple[Recogni
     except ImportError:
         return None, "onnxruntime is not installed (pip install onnxruntime), so antelopev2 cannot run"
     try:
-        from smr_core.align.antelope import AntelopeBackend
+        from align.antelope import AntelopeBackend
 
         return AntelopeBackend(found.detector, found.recognition), ""
     except Exception as exc:  # a corrupt or foreign ONNX file: report it, the views are still useful

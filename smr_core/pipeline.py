@@ -1,4 +1,7 @@
-"""SpinMeRound inference: aligned photo (or identity alone) -> a ViewSet of posed RGB, normal and mask views.
+"""SpinMeRound inference: the model pipeline that samples posed RGB and normal views from the networks.
+
+Input: the aligned 512 px crop (or none: identity alone) and the ArcFace identity; output: a ViewsResult
+in memory. Writing it as a ViewSet folder is smr_core.viewset_out; aligning a photo is the `align` package.
 
 SPINMEROUND.md §2.4-§2.7. The run, in order:
 
@@ -8,7 +11,7 @@ SPINMEROUND.md §2.4-§2.7. The run, in order:
    conditioning views clamped to their clean latents, one initial noise tensor shared by every target
    (the release's choice, §7.1) unless same_noise is off; the UNet runs under bf16/fp16 autocast on
    CUDA, the VAE always in fp32;
-3. one batched VAE decode of every generated view, masks from the white background, the ViewSet.
+3. one batched VAE decode of every generated view (masks and the ViewSet: smr_core.viewset_out).
 
 Speed: everything stays on the device; the identity context, the grey-image latent and every camera's
 ray map are computed once per run; the VAE encodes the photo, its normals and the grey image in one
@@ -20,13 +23,10 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -34,19 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from smr_core.attention_backends import AttentionBackend
 from smr_core.cameras import (
-    FOV_DEG,
     IMAGE_SIZE,
-    RADIUS,
-    YAW_DIRECTION,
-    YAW_DIRECTION_NOTE,
     ViewCamera,
     default_cameras,
     model_angles,
-    pixel_intrinsics,
 )
-from smr_core.errors import InputError, WeightsNotFoundError
-from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes, unit_normals, white_background_mask
-from spin_io.atomic import make_temp_dir, replace_dir
+from smr_core.errors import InputError
+from smr_core.views import MAX_FRAMES, WHITE_THRESHOLD, ViewPass, plan_passes
 
 if TYPE_CHECKING:
     from smr_core.speed import FastPath
@@ -54,23 +48,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 
 LATENT_SIZE = 64  # the pose maps are hard-wired to 64x64 latents, i.e. 512 px images (§2.2.6)
-TINY_RANDOM_WARNING = (
-    "TINY RANDOM WEIGHTS: these views come from an untrained, randomly initialised toy network and are "
-    "MEANINGLESS; they only exercise the pipeline. Use the released weights for real views."
-)
-NORMAL_FRAME_NOTE = {
-    "camera": "assumed: normals in each view's OpenGL camera axes (+X right, +Y up, +Z towards the camera; a surface "
-    "facing the camera is blue). For the input view camera and world axes coincide. The training normal encoding "
-    "is not published (SPINMEROUND.md §9.8): unverified without real weights; recon checks it on the data.",
-    "world": "assumed: normals in the ViewSet's world axes (= the input view's camera axes). The training normal "
-    "encoding is not published (SPINMEROUND.md §9.8): unverified without real weights; recon checks it on the data.",
-}
-IDENTITY_NEEDED = (
-    "SpinMeRound is conditioned on the ArcFace identity of the face, which only the antelopev2 recognition model "
-    "provides. Put the antelopev2 models in WEIGHTS/models/antelopev2/ and align with them (`spin-to-mesh views "
-    "PHOTO --weights WEIGHTS`, or `spin-to-mesh align PHOTO -o DIR --backend antelopev2 --weights WEIGHTS`), or "
-    "pass --tiny-random to exercise the pipeline with a random identity"
-)
 
 
 class ViewsConfig(BaseModel):
@@ -157,7 +134,7 @@ class ViewsResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-class _Counter:
+class ProgressCounter:
     """Turns per-stage steps into one (stage, done, total) stream for a single progress bar."""
 
     def __init__(self, total: int, progress: Progress | None, offset: int = 0, grand_total: int | None = None) -> None:
@@ -403,7 +380,7 @@ class SpinMeRoundPipeline:
             raise InputError("identity-only generation has no input view: no camera may have is_input=True")
         passes = plan_passes(cameras, config.max_frames)
         angles = [model_angles(c, config.camera_encoding) for c in cameras]
-        counter = _Counter(self.work_units(cameras, config, image is not None), progress, progress_offset,
+        counter = ProgressCounter(self.work_units(cameras, config, image is not None), progress, progress_offset,
                            progress_total)
         timings: dict[str, float] = {}
         device = self.device
@@ -497,277 +474,3 @@ class SpinMeRoundPipeline:
         for i, lat in latents.items():
             all_latents[i] = lat.float().cpu()
         return ViewsResult(cameras, rgb, normals, all_latents, passes, angles, timings)
-
-
-# ---------------------------------------------------------------------- ViewSet writing
-
-
-def random_identity(seed: int) -> np.ndarray:
-    """A random L2-normalised 512-d vector (tiny-random mode only: it is no one's identity)."""
-    v = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
-    return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-def build_viewset(
-    result: ViewsResult,
-    config: ViewsConfig,
-    *,
-    input_mask: np.ndarray | None = None,
-    generation: dict[str, Any] | None = None,
-) -> Any:
-    """ViewSet (spin_io.viewset) of a result: real cameras, masks (input: the aligned mask), unit normals."""
-    from spin_io.viewset import ViewFrame, ViewSet
-
-    fl_x, fl_y, cx, cy = pixel_intrinsics()
-    frames = []
-    for i, cam in enumerate(result.cameras):
-        if cam.is_input and input_mask is not None:
-            mask = np.asarray(input_mask) > 127
-        else:
-            mask = white_background_mask(result.rgb[i], config.mask_threshold)
-        frames.append(
-            ViewFrame(
-                rgb=result.rgb[i],
-                mask=mask,
-                c2w=cam.c2w(RADIUS),
-                fl_x=fl_x,
-                fl_y=fl_y,
-                cx=cx,
-                cy=cy,
-                azimuth_deg=cam.azimuth_deg,
-                elevation_deg=cam.elevation_deg,
-                normal=unit_normals(result.normals[i], mask),
-                normal_frame=config.normal_frame,
-                is_input=cam.is_input,
-            )
-        )
-    return ViewSet(frames=frames, yaw_direction=YAW_DIRECTION, generation=dict(generation or {}))
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "transforms.json")
-                                                       .is_file())):
-        raise InputError(
-            f"{out_dir} exists and is not a ViewSet folder; refusing to replace it. Choose an empty or new folder"
-        )
-
-
-def _load_identity(identity: str | os.PathLike[str] | np.ndarray) -> np.ndarray:
-    if isinstance(identity, np.ndarray):
-        emb = identity
-    else:
-        try:
-            emb = np.load(Path(identity), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the ArcFace embedding {identity}: {exc}; pass a 512-float .npy") from exc
-    emb = np.asarray(emb, np.float32).reshape(-1)
-    norm = float(np.linalg.norm(emb)) if emb.size else 0.0
-    if emb.shape != (512,) or not np.isfinite(norm) or norm == 0.0:
-        raise InputError(f"an ArcFace embedding must be 512 finite floats, not all zero; got shape {emb.shape}")
-    return (emb / norm).astype(np.float32)
-
-
-def generate_viewset(
-    aligned_dir: Path | None,
-    out_dir: Path,
-    config: ViewsConfig,
-    *,
-    weights_dir: Path | None = None,
-    tiny_random: bool = False,
-    device: str | None = None,
-    progress: Progress | None = None,
-    identity: str | os.PathLike[str] | np.ndarray | None = None,
-    pipeline: SpinMeRoundPipeline | None = None,
-) -> Path:
-    """AlignedFace folder -> ViewSet folder `out_dir` (written atomically: complete or absent). Returns out_dir.
-
-    pipeline: an already loaded SpinMeRoundPipeline (a batch worker loads the weights, and compiles the fast
-    path, once); `weights_dir` must then name the folder it was loaded from (it is recorded in the ViewSet).
-
-    aligned_dir None (or config.condition_on_photo False) is identity-only generation; the identity is then
-    `identity` (an arcface.npy path or array) or, in tiny_random mode only, a random unit vector. tiny_random
-    runs tiny untrained networks written to a temporary folder: the views are meaningless and labelled so.
-    progress(stage, done, total) reports one stream over the whole run.
-    Raises InputError / WeightsNotFoundError / ContractError before anything is written.
-    """
-    import torch
-
-    from spin_io.aligned import read_aligned
-
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
-    face = read_aligned(aligned_dir) if aligned_dir is not None else None
-    if identity is not None:
-        id_emb, id_source = _load_identity(identity), "given ArcFace embedding"
-    elif face is not None and face.arcface is not None:
-        id_emb, id_source = face.arcface, "arcface.npy of the aligned photo (antelopev2 ArcFace)"
-    elif tiny_random:
-        id_emb = random_identity(config.seed)
-        id_source = "RANDOM unit vector (tiny-random mode; no ArcFace embedding was available)"
-    elif face is not None:
-        raise WeightsNotFoundError(f"{aligned_dir} has no ArcFace embedding ({face.identity_note}). {IDENTITY_NEEDED}")
-    else:
-        raise InputError("identity-only generation needs an ArcFace embedding: pass identity= (an arcface.npy) or an "
-                         "aligned folder")
-    image = face.crop if (face is not None and config.condition_on_photo) else None
-    cameras = config.cameras(with_input=image is not None)
-    plan_passes(cameras, config.max_frames)  # fail on a bad schedule before loading anything
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    with tempfile.TemporaryDirectory(prefix="smr-tiny-") as tiny_dir:  # tiny weights live only for this run
-        t0 = time.perf_counter()
-        if pipeline is not None:
-            pipe = pipeline
-        elif tiny_random:
-            from smr_core.tiny import write_tiny_weights
-
-            pipe = SpinMeRoundPipeline.from_pretrained(write_tiny_weights(Path(tiny_dir) / "weights"), device=device)
-            pipe.weights_info = {**pipe.weights_info, "tiny_random": True}
-        else:
-            pipe = SpinMeRoundPipeline.from_pretrained(weights_dir, device=device)
-        load_s = time.perf_counter() - t0
-        return _generate_and_write(
-            pipe, face, image, id_emb, id_source, cameras, out_dir, config,
-            weights_dir=weights_dir, tiny_random=tiny_random, device=device, progress=progress, load_s=load_s,
-        )
-
-
-def _generate_and_write(
-    pipe: SpinMeRoundPipeline,
-    face: Any,
-    image: np.ndarray | None,
-    id_emb: np.ndarray,
-    id_source: str,
-    cameras: list[ViewCamera],
-    out_dir: Path,
-    config: ViewsConfig,
-    *,
-    weights_dir: Path | None,
-    tiny_random: bool,
-    device: str,
-    progress: Progress | None,
-    load_s: float,
-) -> Path:
-    from smr_core.identity_report import identity_report, load_recogniser
-    from spin_io.atomic import atomic_write_json
-    from spin_io.viewset import validate_viewset, write_viewset
-
-    recogniser, unavailable = load_recogniser(weights_dir)
-    units = pipe.work_units(cameras, config, image is not None)
-    total = units + (len(cameras) if recogniser is not None else 0)
-    result = pipe.generate(image, id_emb, cameras, config, progress=progress, progress_total=total)
-    result.timings_s["load"] = load_s
-
-    counter = _Counter(total, progress, offset=units)
-    report = identity_report(
-        result.rgb, cameras, id_emb, recogniser, unavailable,
-        reference_note=id_source, step=lambda: counter("identity report"),
-    )
-    generation = _generation_record(config, pipe, result, face, id_source, report, tiny_random, device)
-    generation["licences"] = _licences_used(weights_dir, face, tiny_random, recogniser is not None)
-    vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
-    validate_viewset(vs, str(out_dir))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out_dir)
-    try:
-        atomic_write_json(tmp / "report.json", report)
-        write_viewset(tmp, vs)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def _licences_used(weights_dir: Path | None, face: Any, tiny_random: bool, arcface: bool) -> list[dict[str, Any]]:
-    """Licence records of the weights these views came from, plus the alignment's (face.json), for the outputs."""
-    from smr_core.fetch import weights_licences
-
-    names = [] if tiny_random else ["spmr", "encoder-config", "encoder"]
-    records = weights_licences(weights_dir, names=names + (["arcface"] if arcface else []))
-    backend = getattr(face, "backend", None) or {}
-    seen = {r["name"] for r in records}
-    records += [r for r in backend.get("licences", []) if isinstance(r, dict) and r.get("name") not in seen]
-    return records
-
-
-def _generation_record(
-    config: ViewsConfig,
-    pipe: SpinMeRoundPipeline,
-    result: ViewsResult,
-    face: Any,
-    id_source: str,
-    report: dict[str, Any],
-    tiny_random: bool,
-    device: str,
-) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    if tiny_random:
-        record["warning"] = TINY_RANDOM_WARNING
-    record.update(
-        {
-            "generator": "spin-to-mesh smr_core.pipeline (SpinMeRound re-implementation)",
-            "tiny_random": bool(tiny_random),
-            "weights": pipe.weights_info,
-            "weights_id": pipe.weights_info.get("weights_id"),
-            "seed": config.seed,
-            "steps": config.steps,
-            "cfg": config.cfg_scale,
-            "sampler": "euler_edm (S_churn 0) + SpinMeRound CFG; EDM sigmas (sigma_max 700, sigma_min 0.002, rho 7)",
-            "normals": {
-                "steps": config.normals_steps,
-                "sampler": "euler_edm + masked-L2 guidance on the RGB latent; legacy DDPM sigmas; fp32",
-                "guidance_weight": config.normals_guidance,
-            },
-            "config": config.model_dump(mode="json"),
-            "device": str(device),
-            "camera_radius": RADIUS,
-            "fov_deg": FOV_DEG,
-            "camera_encoding": config.camera_encoding,
-            "yaw_direction_note": YAW_DIRECTION_NOTE,
-            "normal_frame_note": NORMAL_FRAME_NOTE[config.normal_frame],
-            "model_angles_deg": [list(a) for a in result.model_angles],
-            "passes": [
-                {"round": p.round, "conditioning": list(p.conditioning), "targets": list(p.targets)}
-                for p in result.passes
-            ],
-            "mask": {
-                "generated_views": f"background = every channel >= {config.mask_threshold}; largest region, holes "
-                "filled",
-                "input_view": "the aligned mask.png",
-            },
-            "normals_storage": "unit normals inside the mask, 0 outside; stored as (n + 1) / 2",
-            "identity": {"source": id_source},
-            "identity_report": {"file": "report.json", **report["summary"], "available": report["available"]},
-            "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
-        }
-    )
-    if face is not None:
-        record["aligned"] = {"source_sha256": face.source_sha256, "backend": face.backend.get("name")}
-    return record
-
-
-def align_for_views(
-    photo: str | os.PathLike[str],
-    out_dir: Path,
-    *,
-    weights_dir: str | os.PathLike[str] | None = None,
-    tiny_random: bool = False,
-    face_index: int | None = None,
-) -> Path:
-    """Align a photo for view generation and write the AlignedFace folder; nothing is written on error.
-
-    The real model needs the ArcFace identity, so without tiny_random the antelopev2 backend is required
-    (its error lists the missing files); tiny_random takes whatever backend is available (offline: dlib).
-    """
-    from smr_core.align import align_photo
-    from spin_io.aligned import write_aligned
-
-    face = align_photo(
-        photo, None, backend="auto" if tiny_random else "antelopev2", weights_dir=weights_dir, face_index=face_index
-    )
-    if face.arcface is None and not tiny_random:
-        raise WeightsNotFoundError(f"the photo was aligned without an ArcFace embedding. {IDENTITY_NEEDED}")
-    write_aligned(out_dir, face)
-    return Path(out_dir)

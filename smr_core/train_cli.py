@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from smr_core.align.cli import hidden_alias
+from spin_io.cliargs import hidden_alias
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -89,8 +89,8 @@ def detect_kind(root: Path) -> Literal["official", "converted"]:
 
 
 def _alignment(root: Path) -> tuple[Path | None, Path | None, list[MissingFile]]:
-    """Alignment files, judged by smr_core.align's own lookup (one source of truth for their names)."""
-    from smr_core.align.weights import DETECTOR_FILES, RECOGNITION_FILES, WHERE_TO_GET, find_align_weights
+    """Alignment files, judged by align's own lookup (one source of truth for their names)."""
+    from align.weights import DETECTOR_FILES, RECOGNITION_FILES, WHERE_TO_GET, find_align_weights
 
     found = find_align_weights(root)
     pack = root / ANTELOPE_DIR
@@ -161,7 +161,7 @@ def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get(ENV_VAR, "")
     if env:
         return Path(env).expanduser()
-    from smr_core.align.weights import WHERE_TO_GET
+    from align.weights import WHERE_TO_GET
 
     needed = [
         MissingFile(Path("DIR") / CHECKPOINT_NAMES[0], "diffusion", SOURCES["spmr.ckpt"]),

@@ -1,4 +1,4 @@
-"""AlignedFace contract (docs/DESIGN.md §2): the model's input view, written by `smr_core.align`.
+"""AlignedFace contract (docs/DESIGN.md §2): the model's input view, written by `align`.
 
 Folder layout::
 

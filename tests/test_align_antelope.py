@@ -13,9 +13,9 @@ import pytest
 import skimage.data
 import torch
 
-from smr_core.align import align_photo
-from smr_core.align.antelope import ARCFACE_DST, AntelopeBackend, nms, similarity_transform
-from smr_core.align.bisenet import BiSeNet
+from align import align_photo
+from align.antelope import ARCFACE_DST, AntelopeBackend, nms, similarity_transform
+from align.bisenet import BiSeNet
 
 TRUTH = np.array([[202.5, 101.3], [246.3, 103.8], [224.0, 126.5], [204.0, 140.0], [244.0, 141.5]])
 DET_SCALE = 448 / 512  # the astronaut is 512 px square: letterboxed into 448 px

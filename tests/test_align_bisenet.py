@@ -5,10 +5,10 @@ import pytest
 import skimage.data
 import torch
 
-from smr_core.align import AlignConfig, align_photo
-from smr_core.align.bisenet import BiSeNet, load_bisenet, parse_mask
-from smr_core.align.offline import OfflineBackend
-from smr_core.errors import CheckpointError, WeightsNotFoundError
+from align import AlignConfig, align_photo
+from align.bisenet import BiSeNet, load_bisenet, parse_mask
+from align.errors import AlignCheckpointError, AlignWeightsNotFoundError
+from align.offline import OfflineBackend
 
 # Key names of zllrunning/face-parsing.PyTorch's BiSeNet (as in SpinMeRound's spmr/face_parsing/model.py).
 RELEASE_KEYS = [
@@ -67,10 +67,10 @@ def test_bad_checkpoints_are_refused(tmp_path):
     state = _random_net().state_dict()
     del state["ffm.conv1.weight"]
     torch.save(state, tmp_path / "partial.pth")
-    with pytest.raises(CheckpointError, match="does not match the BiSeNet face parser"):
+    with pytest.raises(AlignCheckpointError, match="does not match the BiSeNet face parser"):
         load_bisenet(tmp_path / "partial.pth")
     (tmp_path / "junk.pth").write_bytes(b"\x80\x04junk")
-    with pytest.raises(CheckpointError, match="not a readable BiSeNet checkpoint"):
+    with pytest.raises(AlignCheckpointError, match="not a readable BiSeNet checkpoint"):
         load_bisenet(tmp_path / "junk.pth")
 
 
@@ -93,7 +93,7 @@ def test_align_uses_bisenet_when_its_weights_are_present(tmp_path):
     assert set(np.unique(face.mask)) <= {0, 255}
     # wherever the mask is background, the crop is white
     assert np.all(face.crop[face.mask == 0] == 255)
-    with pytest.raises(WeightsNotFoundError, match="79999_iter.pth"):
+    with pytest.raises(AlignWeightsNotFoundError, match="79999_iter.pth"):
         align_photo(
             skimage.data.astronaut(),
             backend=OfflineBackend(),

@@ -6,8 +6,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from smr_core.align.cli import register
-from smr_core.align.errors import NoFaceError
+from align.cli import register
+from align.errors import NoFaceError
 from spin_io.aligned import read_aligned
 
 

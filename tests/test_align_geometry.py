@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from smr_core.align.errors import ExtremePoseError, FaceCutError, FaceTooSmallError
-from smr_core.align.geometry import (
+from align.errors import ExtremePoseError, FaceCutError, FaceTooSmallError
+from align.geometry import (
     CropSpec,
     PoseLimits,
     Quad,
@@ -17,7 +17,7 @@ from smr_core.align.geometry import (
     outside_fraction,
     refine_quad,
 )
-from smr_core.align.template import KEYPOINT_PARTS, TEMPLATE_MM, PoseFit, fit_pose, template_points
+from align.template import KEYPOINT_PARTS, TEMPLATE_MM, PoseFit, fit_pose, template_points
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:

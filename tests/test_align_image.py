@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from smr_core.align.errors import ImageReadError
-from smr_core.align.image import array_to_rgb, load_image
+from align.errors import ImageReadError
+from align.image import array_to_rgb, load_image
 
 
 def _pattern(h: int = 60, w: int = 80) -> np.ndarray:

@@ -13,10 +13,10 @@ import pytest
 import skimage.data
 from _tools import tool_missing
 
-from smr_core.align import AlignConfig, Aligner
-from smr_core.align.mediapipe_models import MODELS, ensure_models, extract_models, find_models, litert_available
-from smr_core.align.offline import OfflineConfig
-from smr_core.errors import WeightsNotFoundError
+from align import AlignConfig, Aligner
+from align.errors import AlignWeightsNotFoundError
+from align.mediapipe_models import MODELS, ensure_models, extract_models, find_models, litert_available
+from align.offline import OfflineConfig
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def models():
         tool_missing("ai-edge-litert is not installed (the `align` extra)")
     try:
         return ensure_models()
-    except WeightsNotFoundError as exc:
+    except AlignWeightsNotFoundError as exc:
         tool_missing(f"MediaPipe models unavailable: {exc}")
 
 
@@ -69,13 +69,13 @@ def test_models_are_the_pinned_files_and_a_tampered_copy_is_not_used(models, tmp
     # the wheel itself is verified before anything is extracted
     fake = tmp_path / "mediapipe.whl"
     fake.write_bytes(b"PK")
-    with pytest.raises(WeightsNotFoundError, match="not the pinned mediapipe-0.10.21-cp311"):
+    with pytest.raises(AlignWeightsNotFoundError, match="not the pinned mediapipe-0.10.21-cp311"):
         extract_models(fake, root=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
 def test_offline_without_the_models_says_what_to_do(tmp_path):
-    with pytest.raises(WeightsNotFoundError) as exc:
+    with pytest.raises(AlignWeightsNotFoundError) as exc:
         ensure_models(offline=True, root=tmp_path / "empty")
     message = str(exc.value)
     assert "downloads are off (--offline)" in message and "SMR_MEDIAPIPE_WHEEL" in message and "\n" not in message
@@ -161,8 +161,8 @@ def test_selfie_matte_is_soft_keeps_the_hair_and_drops_the_background(face):
 
 
 def test_grabcut_fallback_is_recorded_as_a_warning(astronaut, tmp_path, monkeypatch):
-    from smr_core.align import pipeline
-    from smr_core.align.selfie import SelfieMatting
+    from align import pipeline
+    from align.selfie import SelfieMatting
 
     monkeypatch.setattr(SelfieMatting, "available", classmethod(lambda cls: False))
     face = Aligner("offline", None, AlignConfig(refinement="landmark")).align(astronaut, tmp_path / "a")
@@ -178,7 +178,7 @@ def test_the_runtime_prints_nothing_on_the_users_terminal(models):
     import subprocess
     import sys
 
-    code = ("import sys; from smr_core.align.mediapipe_models import interpreter; "
+    code = ("import sys; from align.mediapipe_models import interpreter; "
             "it = interpreter(sys.argv[1]); print(len(it.get_input_details()))")
     done = subprocess.run([sys.executable, "-c", code, str(models["mediapipe-selfie-segmentation"])],
                           capture_output=True, text=True, timeout=120)

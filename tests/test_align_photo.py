@@ -12,12 +12,18 @@ import numpy as np
 import pytest
 import skimage.data
 
-from smr_core.align import AlignConfig, align_photo
-from smr_core.align.detection import Detection
-from smr_core.align.errors import ExtremePoseError, FaceTooSmallError, NoFaceError, SeveralFacesError
-from smr_core.align.offline import OfflineBackend, OfflineConfig
-from smr_core.align.template import KEYPOINT_PARTS, PoseFit, template_points
-from smr_core.errors import InputError, WeightsNotFoundError
+from align import AlignConfig, align_photo
+from align.detection import Detection
+from align.errors import (
+    AlignInputError,
+    AlignWeightsNotFoundError,
+    ExtremePoseError,
+    FaceTooSmallError,
+    NoFaceError,
+    SeveralFacesError,
+)
+from align.offline import OfflineBackend, OfflineConfig
+from align.template import KEYPOINT_PARTS, PoseFit, template_points
 from spin_io.aligned import read_aligned
 
 TRUTH = np.array([[202.5, 101.3], [246.3, 103.8], [224.0, 126.5], [204.0, 140.0], [244.0, 141.5]])
@@ -207,14 +213,14 @@ def test_extreme_pose_is_refused_with_its_threshold(tmp_path):
 
 def test_production_backend_lists_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
-    with pytest.raises(WeightsNotFoundError, match="--weights DIR") as exc:
+    with pytest.raises(AlignWeightsNotFoundError, match="--weights DIR") as exc:
         align_photo(np.zeros((64, 64, 3), np.uint8), backend="antelopev2")
     assert "scrfd_10g_bnkps.onnx" in str(exc.value) and "79999_iter.pth" in str(exc.value)
     (tmp_path / "models" / "antelopev2").mkdir(parents=True)
     (tmp_path / "models" / "antelopev2" / "scrfd_10g_bnkps.onnx").write_bytes(b"x")
-    with pytest.raises(WeightsNotFoundError) as exc:
+    with pytest.raises(AlignWeightsNotFoundError) as exc:
         align_photo(np.zeros((64, 64, 3), np.uint8), backend="antelopev2", weights_dir=tmp_path)
     message = str(exc.value)
     assert "glintr100.onnx" in message and "79999_iter.pth" in message and "scrfd_10g" not in message
-    with pytest.raises(InputError, match="unknown alignment backend"):
+    with pytest.raises(AlignInputError, match="unknown alignment backend"):
         align_photo(np.zeros((64, 64, 3), np.uint8), backend="mediapipe")

@@ -5,9 +5,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from align import AlignConfig, Aligner
+from align.errors import ExtremePoseError, FaceCutError
 from flows.cli import main
-from smr_core.align import AlignConfig, Aligner
-from smr_core.align.errors import ExtremePoseError, FaceCutError
 from spin_io.aligned import read_aligned
 from spin_io.errors import EXIT_USAGE
 
@@ -42,7 +42,7 @@ def test_face_cut_by_the_top_edge_is_refused_naming_fraction_and_side(astronaut,
 
 def test_new_output_folder_appears_complete_or_not_at_all(astronaut, aligner, tmp_path, monkeypatch):
     import spin_io.aligned as aligned_mod
-    from smr_core.align import pipeline
+    from align import pipeline
 
     out = tmp_path / "nested" / "aligned"
     real = aligned_mod.atomic_write_json

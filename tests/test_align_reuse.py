@@ -16,16 +16,16 @@ import skimage.data
 import torch
 from threads import one_thread_module  # noqa: F401  (autouse: one torch thread)
 
-import smr_core.align.bisenet as bisenet
-import smr_core.align.pipeline as pipeline
+import align.bisenet as bisenet
+import align.pipeline as pipeline
+from align import AlignConfig, Aligner, align_photo
+from align.errors import AlignWeightsNotFoundError
+from align.faceboxes import FaceBoxes, FaceBoxesNet
+from align.tddfa import MobileNetV1, ReleaseRefiner, roi_box_from_bbox
+from align.weights import TDDFA_FILES
 from flows import stages
 from flows.params import AlignParams
 from flows.records import PhotoRecord, to_uri
-from smr_core.align import AlignConfig, Aligner, align_photo
-from smr_core.align.faceboxes import FaceBoxes, FaceBoxesNet
-from smr_core.align.tddfa import MobileNetV1, ReleaseRefiner, roi_box_from_bbox
-from smr_core.align.weights import TDDFA_FILES
-from smr_core.errors import WeightsNotFoundError
 
 FILES = ("crop.png", "mask.png", "face.json")
 
@@ -148,10 +148,10 @@ def test_missing_weights_fail_before_writing_and_are_not_remembered(tmp_path, mo
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
     aligner = Aligner("offline", tmp_path / "weights", AlignConfig(matting="bisenet"))
     for _ in range(2):  # a failed load is retried by the next photo, with the same message
-        with pytest.raises(WeightsNotFoundError, match="79999_iter.pth"):
+        with pytest.raises(AlignWeightsNotFoundError, match="79999_iter.pth"):
             aligner.align(skimage.data.astronaut(), tmp_path / "out")
         assert not (tmp_path / "out").exists()
-    with pytest.raises(WeightsNotFoundError, match="FaceBoxesProd.pth"):
+    with pytest.raises(AlignWeightsNotFoundError, match="FaceBoxesProd.pth"):
         Aligner("offline", tmp_path / "weights", AlignConfig(refinement="3ddfa")).load()
     (tmp_path / "weights").mkdir()
     _write_bisenet(tmp_path / "weights")

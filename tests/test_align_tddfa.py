@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from smr_core.align import AlignConfig, align_photo
-from smr_core.align.detection import Detection
-from smr_core.align.errors import NoFaceError
-from smr_core.align.faceboxes import FaceBoxes, FaceBoxesNet, decode, load_faceboxes_net, nms, prior_boxes
-from smr_core.align.geometry import Quad
-from smr_core.align.tddfa import (
+from align import AlignConfig, align_photo
+from align.detection import Detection
+from align.errors import AlignCheckpointError, AlignWeightsNotFoundError, NoFaceError
+from align.faceboxes import FaceBoxes, FaceBoxesNet, decode, load_faceboxes_net, nms, prior_boxes
+from align.geometry import Quad
+from align.tddfa import (
     TDDFA,
     MobileNetV1,
     P2sRt,
@@ -31,9 +31,8 @@ from smr_core.align.tddfa import (
     roi_box_from_bbox,
     safe_load_pickle,
 )
-from smr_core.align.template import KEYPOINT_PARTS, PoseFit, template_points
-from smr_core.align.weights import TDDFA_FILES, find_tddfa_weights, require_tddfa_weights
-from smr_core.errors import CheckpointError, WeightsNotFoundError
+from align.template import KEYPOINT_PARTS, PoseFit, template_points
+from align.weights import TDDFA_FILES, find_tddfa_weights, require_tddfa_weights
 
 
 def _rot(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -84,7 +83,7 @@ def test_tddfa_loads_the_released_layout_strictly(tmp_path):
     bad = dict(released["state_dict"])
     bad.pop("module.dw6.conv_sep.weight")
     torch.save({"state_dict": bad}, tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError, match="mb1_120x120.pth"):
+    with pytest.raises(AlignCheckpointError, match="mb1_120x120.pth"):
         load_tddfa_net(tmp_path / "bad.pth")
 
 
@@ -241,7 +240,7 @@ def test_restricted_unpickler_reads_arrays_and_refuses_code(tmp_path):
         assert np.array_equal(load_param_stats(path).mean, data["mean"])
     target = tmp_path / "pwned"
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"mean": _Evil(str(target))}))
-    with pytest.raises(CheckpointError, match="is not allowed"):
+    with pytest.raises(AlignCheckpointError, match="is not allowed"):
         safe_load_pickle(tmp_path / "evil.pkl")
     assert not target.exists()
 
@@ -254,12 +253,12 @@ def test_bfm_mean_z_reads_the_fortran_interleaved_mean_shape(tmp_path):
 
 def test_missing_refinement_files_are_each_named(tmp_path, monkeypatch):
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
-    with pytest.raises(WeightsNotFoundError, match="--weights DIR") as exc:
+    with pytest.raises(AlignWeightsNotFoundError, match="--weights DIR") as exc:
         require_tddfa_weights(None)
     assert all(name in str(exc.value) for name in TDDFA_FILES.values())
     (tmp_path / "3ddfa").mkdir()
     (tmp_path / "3ddfa" / "mb1_120x120.pth").write_bytes(b"x")
-    with pytest.raises(WeightsNotFoundError) as exc:
+    with pytest.raises(AlignWeightsNotFoundError) as exc:
         require_tddfa_weights(tmp_path)
     msg = str(exc.value)
     assert "mb1_120x120.pth" not in msg
@@ -309,7 +308,7 @@ def test_align_photo_uses_3ddfa_when_its_files_are_present(tmp_path, monkeypatch
     img = np.full((900, 900, 3), 180, np.uint8)  # the whole (refined) head crop inside the photo
     landmark = align_photo(img, backend=_StubBackend(), weights_dir=tmp_path)
     assert landmark.extra["refinement"]["method"] == "landmark"
-    with pytest.raises(WeightsNotFoundError, match="FaceBoxesProd.pth"):
+    with pytest.raises(AlignWeightsNotFoundError, match="FaceBoxesProd.pth"):
         align_photo(img, backend=_StubBackend(), weights_dir=tmp_path, config=AlignConfig(refinement="3ddfa"))
 
     fb, mb = _constant_nets()

@@ -20,9 +20,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from align.errors import ImageReadError
+from align.image import LARGE_PIXELS, load_image
 from flows.cli import build_parser, main
-from smr_core.align.errors import ImageReadError
-from smr_core.align.image import LARGE_PIXELS, load_image
 from spin_io.errors import (
     EXIT_CODES,
     EXIT_DEVICE,
@@ -126,7 +126,7 @@ def test_a_photo_over_89_mpx_is_downscaled_with_one_log_line_and_no_pil_warning(
     # 9500 x 9500 = 90.25 Mpx, just over Pillow's warning threshold; flat, so it compresses to ~100 kB
     Image.new("1" if fmt == "png" else "L", (9500, 9500), 1 if fmt == "png" else 200).save(path)
     assert 9500 * 9500 > LARGE_PIXELS
-    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="smr_core.align.image"):
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING, logger="align.image"):
         warnings.simplefilter("error")  # the old loader let Pillow's DecompressionBombWarning through
         src = load_image(path)
     assert src.rgb.shape == (4750, 4750, 3)
@@ -226,13 +226,13 @@ def test_the_output_check_can_leave_nothing_behind(tmp_path):
 @pytest.fixture
 def align_raising(monkeypatch):
     """`align` whose handler raises the given exception (registered afresh, so the patch is used)."""
-    import smr_core.align.cli
+    import align.cli
 
     def use(exc):
         def handler(args):
             raise exc(args)
 
-        monkeypatch.setattr(smr_core.align.cli, "_handle", handler)
+        monkeypatch.setattr(align.cli, "_handle", handler)
 
     return use
 
@@ -254,6 +254,16 @@ def test_a_missing_input_file_is_one_line_exit_2(align_raising, tmp_path, capsys
 def test_a_missing_weights_file_is_exit_3(align_raising, tmp_path, capsys):
     align_raising(lambda a: FileNotFoundError(errno.ENOENT, "No such file", str(Path(a.weights) / "x.onnx")))
     assert main(["align", "p.jpg", "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "w")]) == EXIT_WEIGHTS
+
+
+def test_align_errors_are_one_line_with_their_exit_codes(align_raising, tmp_path, capsys):
+    from align.errors import AlignWeightsNotFoundError, NoFaceError
+
+    cases = ((NoFaceError("no face found"), EXIT_USAGE), (AlignWeightsNotFoundError("no models"), EXIT_WEIGHTS))
+    for exc, code in cases:
+        align_raising(lambda a, exc=exc: exc)
+        assert main(["align", "p.jpg", "-o", str(tmp_path / "o")]) == code
+        assert _one_line_error(capsys.readouterr().err, "align") == f"spin-to-mesh align: error: {exc}"
 
 
 def test_a_full_disk_is_one_line_exit_4_even_without_a_file_name(align_raising, tmp_path, capsys):
@@ -292,14 +302,26 @@ def test_help_lists_every_exit_code(capsys):
 
 
 def test_error_classes_carry_their_exit_codes():
+    from align.errors import (
+        AlignCheckpointError,
+        AlignError,
+        AlignInputError,
+        AlignWeightsNotFoundError,
+        ExtremePoseError,
+        FaceCutError,
+        FaceTooSmallError,
+        NoFaceError,
+        SeveralFacesError,
+    )
     from recon.errors import ConventionError, DegenerateResultError, ReconError, ViewSetInputError
-    from smr_core.align.errors import ExtremePoseError, FaceTooSmallError, NoFaceError
     from smr_core.errors import CheckpointError, InputError, SMRError, WeightsNotFoundError
     from smr_core.train.errors import DataError, TrainingError
     from spin_io.errors import exit_code_of
 
     assert exit_code_of(WeightsNotFoundError("x")) == EXIT_WEIGHTS
+    assert exit_code_of(AlignWeightsNotFoundError("x")) == EXIT_WEIGHTS
     usage = (SMRError, InputError, CheckpointError, ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError,
+             FaceCutError, SeveralFacesError, AlignError, AlignInputError, AlignCheckpointError,
              TrainingError, DataError, ReconError, ViewSetInputError, ConventionError, DegenerateResultError)
     assert {cls.__name__: exit_code_of(cls("x")) for cls in usage} == {cls.__name__: EXIT_USAGE for cls in usage}
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def fake_align(photo, params, weights=None, device="cpu") -> AlignedRecord:
     """Decodes the photo like the real aligner (a corrupt file raises ImageReadError), writes a token crop."""
-    from smr_core.align.image import load_image
+    from align.image import load_image
 
     load_image(from_uri(photo.uri))
     out = from_uri(photo.work_uri) / "aligned"

@@ -140,9 +140,9 @@ def test_code_version_covers_each_stage_sources():
 def test_retry_only_transient_errors():
     from prefect.states import Failed
 
+    from align import NoFaceError
     from exporters.errors import TextureError
     from recon.errors import ReconError
-    from smr_core.align import NoFaceError
     from spin_io.errors import ContractError
 
     for user_error in (NoFaceError("x"), ReconError("x"), TextureError("x"), ContractError("x"), TimeoutError()):
@@ -192,7 +192,7 @@ def test_tree_sha256_sees_names_and_bytes(tmp_path):
 
 
 def test_spinmeround_backend_passes_the_parameters(tmp_path, monkeypatch):
-    import smr_core.pipeline as pipeline
+    import smr_core.viewset_out as viewset_out
 
     seen = {}
 
@@ -201,7 +201,7 @@ def test_spinmeround_backend_passes_the_parameters(tmp_path, monkeypatch):
         (Path(out_dir) / "transforms.json").write_text(json.dumps({"frames": [{}] * 5}))
         return out_dir
 
-    monkeypatch.setattr(pipeline, "generate_viewset", fake_generate)
+    monkeypatch.setattr(viewset_out, "generate_viewset", fake_generate)
     params = ViewsParams(num_views=5, pitch_rings_deg=[0.0, 30.0], seed=3, cfg_scale=2.0, steps=7, tiny_random=True,
                          attention_backend="cudnn")
     rec = stages.run_views(_aligned(), params, to_uri(tmp_path), device="cpu", weights=str(tmp_path / "w"))
@@ -270,6 +270,7 @@ def test_prefect_env_respects_the_user(tmp_path, monkeypatch):
 
 def test_a_worker_loads_the_networks_once_for_all_its_photos(tmp_path, monkeypatch):
     import smr_core.pipeline as pipeline
+    import smr_core.viewset_out as viewset_out
 
     loads, used = [], []
 
@@ -283,7 +284,7 @@ def test_a_worker_loads_the_networks_once_for_all_its_photos(tmp_path, monkeypat
         return out_dir
 
     monkeypatch.setattr(pipeline.SpinMeRoundPipeline, "from_pretrained", fake_load)
-    monkeypatch.setattr(pipeline, "generate_viewset", fake_generate)
+    monkeypatch.setattr(viewset_out, "generate_viewset", fake_generate)
     stages.loaded_pipeline.cache_clear()
     try:
         params = ViewsParams(num_views=2, pitch_rings_deg=[0.0], steps=2, fast=True)

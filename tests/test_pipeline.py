@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from smr_core.cameras import ViewCamera, model_angles
 from smr_core.denoiser import v_scaling
 from smr_core.errors import InputError
-from smr_core.pipeline import ViewsConfig, build_viewset
+from smr_core.pipeline import ViewsConfig
 from smr_core.pose import pose_rotation
 from smr_core.views import plan_passes
+from smr_core.viewset_out import build_viewset
 from spin_io.viewset import read_viewset, write_viewset
 
 STEPS, NORMALS_STEPS = 2, 2

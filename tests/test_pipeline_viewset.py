@@ -10,7 +10,8 @@ from smr_core import pipeline as pipeline_module
 from smr_core.cameras import ViewCamera
 from smr_core.errors import InputError, WeightsNotFoundError
 from smr_core.identity_report import identity_report, load_recogniser
-from smr_core.pipeline import TINY_RANDOM_WARNING, ViewsConfig, generate_viewset, random_identity
+from smr_core.pipeline import ViewsConfig
+from smr_core.viewset_out import TINY_RANDOM_WARNING, generate_viewset, random_identity
 from spin_io.aligned import AlignedFace, write_aligned
 from spin_io.viewset import read_viewset
 

@@ -18,7 +18,7 @@ from spin_io.viewset import read_viewset
 @pytest.fixture
 def cli(monkeypatch):
     """flows.cli.main with only the `views` command registered (the lead wires it into the full list)."""
-    monkeypatch.setattr(flows.cli, "_COMMAND_MODULES", ("smr_core.views_cli",))
+    monkeypatch.setattr(flows.cli, "_COMMAND_MODULES", ("flows.views_cli",))
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
     return flows.cli.main
 
@@ -94,7 +94,7 @@ def test_missing_weights_error_lists_the_files(cli, astronaut, tmp_path, capsys)
 
 
 def test_offline_aligned_folder_needs_the_arcface_model(cli, astronaut, tmp_path, capsys, tmp_path_factory):
-    from smr_core.align import align_photo
+    from align import align_photo
 
     aligned = tmp_path / "aligned"
     align_photo(astronaut, aligned, backend="offline")
@@ -113,7 +113,7 @@ def test_bad_pitch_is_an_argument_error(cli, capsys):
 
 def test_help_does_not_import_torch():
     code = (
-        "import argparse, sys; from smr_core.views_cli import register; p = argparse.ArgumentParser(); "
+        "import argparse, sys; from flows.views_cli import register; p = argparse.ArgumentParser(); "
         "register(p.add_subparsers()); print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

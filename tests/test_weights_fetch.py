@@ -183,7 +183,7 @@ def test_manifest_table_is_complete_and_licences_are_marked():
     names = [f.name for f in MANIFEST]
     assert len(names) == len(set(names))
     relpaths = {f.relpath for f in MANIFEST}
-    # the layout smr_core.weights and smr_core.align.weights look for
+    # the layout smr_core.weights and align.weights look for
     assert {"spmr.ckpt", "models/encoder/config.json", "models/antelopev2/scrfd_10g_bnkps.onnx",
             "models/antelopev2/arcface.onnx", "79999_iter.pth", "3ddfa/mb1_120x120.pth",
             "3ddfa/bfm_noneck_v3.pkl", "3ddfa/FaceBoxesProd.pth",

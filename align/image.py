@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smr_core.align.errors import ImageReadError
+from align.errors import ImageReadError
 
 log = logging.getLogger(__name__)
 

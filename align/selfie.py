@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smr_core.align.mediapipe_models import MODELS, ensure_models, find_models, interpreter, litert_available, run
+from align.mediapipe_models import MODELS, ensure_models, find_models, interpreter, litert_available, run
 
 INPUT = 256
 

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smr_core.align.state import load_torch_state
-from smr_core.errors import CheckpointError
+from align.errors import AlignCheckpointError
+from align.state import load_torch_state
 
 MIN_SIZES = ((32, 64, 128), (256,), (512,))
 STEPS = (32, 64, 128)
@@ -121,7 +121,7 @@ def load_faceboxes_net(path: str | Path, device: str | torch.device = "cpu") -> 
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: does not match FaceBoxes ({exc}); is this FaceBoxesProd.pth?") from exc
+        raise AlignCheckpointError(f"{path}: does not match FaceBoxes ({exc}); is this FaceBoxesProd.pth?") from exc
     return net.eval().to(device)
 
 

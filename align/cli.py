@@ -8,15 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def hidden_alias(parser: argparse.ArgumentParser, action: argparse.Action, *aliases: str) -> None:
-    """Accept old option names (e.g. --out) for `action` without listing them in --help.
-
-    One vocabulary across the commands (issue 15) without breaking scripts written for the old names;
-    the alias shares the action, so `required` and error messages use the documented name.
-    """
-    for alias in aliases:
-        parser._option_string_actions[alias] = action
+from spin_io.cliargs import hidden_alias
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,10 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from smr_core.align import AlignConfig, align_photo
-    from smr_core.align.image import check_photo_path
-    from smr_core.align.offline import OfflineConfig
-    from smr_core.errors import WeightsNotFoundError
+    from align import AlignConfig, align_photo
+    from align.errors import AlignWeightsNotFoundError
+    from align.image import check_photo_path
+    from align.offline import OfflineConfig
     from spin_io.preflight import check_output_writable, resolve_device
 
     # every user mistake we can see without the networks, before loading them (nothing is written)
@@ -83,12 +75,12 @@ def _handle(args: argparse.Namespace) -> int:
         if args.weights is not None or root.is_dir():
             args.weights = str(root)
     if not args.offline:
-        from smr_core.align.mediapipe_models import ensure_models, litert_available
+        from align.mediapipe_models import ensure_models, litert_available
 
         if litert_available():  # the face mesh and selfie models (Apache-2.0), fetched once from PyPI
             try:
                 ensure_models()
-            except WeightsNotFoundError as exc:
+            except AlignWeightsNotFoundError as exc:
                 print(f"warning: {exc}; aligning without them", file=sys.stderr)
     config = AlignConfig(
         offline=OfflineConfig(landmarks=args.landmarks), matting=args.matting, refinement=args.refinement,

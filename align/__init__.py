@@ -6,8 +6,8 @@ loads the networks once. Heavy dependencies (cv2, dlib, onnxruntime, torch) are
 imported by the modules that need them.
 """
 
-from smr_core.align.errors import ExtremePoseError, FaceTooSmallError, ImageReadError, NoFaceError
-from smr_core.align.pipeline import AlignConfig, Aligner, align_photo, make_backend
+from align.errors import ExtremePoseError, FaceTooSmallError, ImageReadError, NoFaceError
+from align.pipeline import AlignConfig, Aligner, align_photo, make_backend
 
 __all__ = [
     "AlignConfig",

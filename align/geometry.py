@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smr_core.align.errors import ExtremePoseError, FaceTooSmallError
-from smr_core.align.template import OBJECT_CENTRE, TEMPLATE_FFHQ_HALF_SIZE, PoseFit
+from align.errors import ExtremePoseError, FaceTooSmallError
+from align.template import OBJECT_CENTRE, TEMPLATE_FFHQ_HALF_SIZE, PoseFit
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def outside_fraction(quad: Quad, width: int, height: int) -> tuple[float, dict[s
 
 def check_inside(quad: Quad, width: int, height: int, limits: PoseLimits) -> float:
     """FaceCutError when more than limits.max_outside_fraction of the quad lies outside the photo; the fraction."""
-    from smr_core.align.errors import FaceCutError
+    from align.errors import FaceCutError
 
     frac, sides = outside_fraction(quad, width, height)
     if frac > limits.max_outside_fraction:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from smr_core.errors import CheckpointError
+from align.errors import AlignCheckpointError
 
 
 def load_torch_state(path: str | Path, what: str, hint: str = "re-download it") -> dict[str, torch.Tensor]:
@@ -18,9 +18,9 @@ def load_torch_state(path: str | Path, what: str, hint: str = "re-download it") 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"{path}: not a readable {what} checkpoint ({exc}); {hint}") from exc
+        raise AlignCheckpointError(f"{path}: not a readable {what} checkpoint ({exc}); {hint}") from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+        raise AlignCheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return {k.removeprefix("module."): v for k, v in obj.items()}

@@ -1,16 +1,19 @@
-"""`spin-to-mesh views PHOTO -o DIR`: photo -> DIR/aligned/ -> DIR/views/ (a ViewSet).
+"""`spin-to-mesh views PHOTO -o DIR`: photo -> DIR/aligned/ (align) -> DIR/views/ (smr_core, a ViewSet).
 
-Provides `register(subparsers)`; torch, diffusers and the pipeline are imported inside the handler.
+The one command that chains two stages by hand, so it lives with the orchestration, not in either stage
+(smr_core does not import align). Provides `register(subparsers)`; torch, diffusers and the pipeline are
+imported inside the handler.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from smr_core.align.cli import hidden_alias
 from smr_core.attention_backends import ATTENTION_BACKENDS
+from spin_io.cliargs import hidden_alias
 
 TINY_RANDOM_STEPS = 2  # --tiny-random without --steps: the views are noise anyway, keep the CPU run short
 BANNER = "*** --tiny-random: tiny UNTRAINED networks; the views are MEANINGLESS and labelled so in transforms.json ***"
@@ -92,9 +95,10 @@ def _handle(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm.auto import tqdm
 
-    from smr_core.align.image import check_photo_path
+    from align.image import check_photo_path
     from smr_core.errors import InputError
-    from smr_core.pipeline import ViewsConfig, align_for_views, generate_viewset
+    from smr_core.pipeline import ViewsConfig
+    from smr_core.viewset_out import generate_viewset
     from spin_io.preflight import check_output_writable, resolve_device
 
     sources = [name for name, v in (("PHOTO", args.photo), ("--aligned", args.aligned)) if v is not None]
@@ -165,6 +169,33 @@ def _handle(args: argparse.Namespace) -> int:
         bar.close()
     _summary(views_dir, args.tiny_random)
     return 0
+
+
+def align_for_views(
+    photo: str | os.PathLike[str],
+    out_dir: Path,
+    *,
+    weights_dir: str | os.PathLike[str] | None = None,
+    tiny_random: bool = False,
+    face_index: int | None = None,
+) -> Path:
+    """Align a photo for view generation and write the AlignedFace folder; nothing is written on error.
+
+    The real model needs the ArcFace identity, so without tiny_random the antelopev2 backend is required
+    (its error lists the missing files); tiny_random takes whatever backend is available (offline: dlib).
+    """
+    from align import align_photo
+    from smr_core.errors import WeightsNotFoundError
+    from smr_core.viewset_out import IDENTITY_NEEDED
+    from spin_io.aligned import write_aligned
+
+    face = align_photo(
+        photo, None, backend="auto" if tiny_random else "antelopev2", weights_dir=weights_dir, face_index=face_index
+    )
+    if face.arcface is None and not tiny_random:
+        raise WeightsNotFoundError(f"the photo was aligned without an ArcFace embedding. {IDENTITY_NEEDED}")
+    write_aligned(out_dir, face)
+    return Path(out_dir)
 
 
 def _summary(views_dir: Path, tiny_random: bool) -> None:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from smr_core.errors import WeightsNotFoundError
+from align.errors import AlignWeightsNotFoundError
 
 DETECTOR_FILES = ("scrfd_10g_bnkps.onnx",)
 RECOGNITION_FILES = ("arcface.onnx", "glintr100.onnx")  # Arc2Face's README swaps glintr100 for arcface.onnx
@@ -82,17 +82,17 @@ def find_align_weights(root: Path) -> AlignWeights:
 
 
 def require_align_weights(weights_dir: str | os.PathLike[str] | None) -> AlignWeights:
-    """The complete set for backend='antelopev2', or WeightsNotFoundError listing every missing file."""
+    """The complete set for backend='antelopev2', or AlignWeightsNotFoundError listing every missing file."""
     root = resolve_weights_dir(weights_dir)
     if root is None:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             "backend 'antelopev2' needs the authors' alignment weights: pass --weights DIR (or set SMR_WEIGHTS) "
             "pointing at a folder laid out like SpinMeRound's weights/, or use backend 'offline'.\n  "
             + "\n  ".join(find_align_weights(Path("WEIGHTS")).missing())
         )
     found = find_align_weights(root)
     if not found.complete:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             f"alignment weights incomplete in {root}; missing:\n  "
             + "\n  ".join(found.missing())
             + "\nor use backend 'offline' (no downloads, no ArcFace embedding)"
@@ -100,7 +100,7 @@ def require_align_weights(weights_dir: str | os.PathLike[str] | None) -> AlignWe
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             "backend 'antelopev2' runs its ONNX models with onnxruntime: pip install onnxruntime "
             "(or onnxruntime-gpu, never both)"
         ) from exc
@@ -162,17 +162,17 @@ def find_tddfa_weights(root: Path) -> TddfaWeights:
 
 
 def require_tddfa_weights(weights_dir: str | os.PathLike[str] | None) -> TddfaWeights:
-    """The complete refinement set, or WeightsNotFoundError naming every missing file."""
+    """The complete refinement set, or AlignWeightsNotFoundError naming every missing file."""
     root = resolve_weights_dir(weights_dir)
     if root is None:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             "refinement '3ddfa' needs FaceBoxes + 3DDFA_V2 files: pass --weights DIR (or set SMR_WEIGHTS) with:\n  "
             + "\n  ".join(find_tddfa_weights(Path("WEIGHTS")).missing())
             + "\nor use refinement 'landmark'"
         )
     found = find_tddfa_weights(root)
     if not found.complete:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             f"3DDFA refinement files incomplete in {root}; missing:\n  "
             + "\n  ".join(found.missing())
             + "\nor use refinement 'landmark' (the landmark pose fit, no extra files)"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smr_core.align.detection import Detection, downscaled
-from smr_core.align.template import KEYPOINT_PARTS
+from align.detection import Detection, downscaled
+from align.template import KEYPOINT_PARTS
 
 DET_SIZE = 448
 ARCFACE_SIZE = 112

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smr_core.align.mediapipe_models import MODELS, ensure_models, find_models, interpreter, run
-from smr_core.align.template import PoseFit, template_points
+from align.mediapipe_models import MODELS, ensure_models, find_models, interpreter, run
+from align.template import PoseFit, template_points
 
 INPUT = 192
 ROI_SCALE = 1.5
@@ -121,7 +121,7 @@ class FaceMesh:
     @classmethod
     def available(cls) -> bool:
         """True when the model file is cached and the runtime importable (nothing is downloaded)."""
-        from smr_core.align.mediapipe_models import litert_available
+        from align.mediapipe_models import litert_available
 
         return litert_available() and find_models(["mediapipe-face-landmark"]) is not None
 

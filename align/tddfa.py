@@ -25,14 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from smr_core.align.errors import NoFaceError
-from smr_core.align.geometry import Quad, Refinement, quad_matrix
-from smr_core.align.state import load_torch_state
-from smr_core.errors import CheckpointError
+from align.errors import AlignCheckpointError, NoFaceError
+from align.geometry import Quad, Refinement, quad_matrix
+from align.state import load_torch_state
 
 if TYPE_CHECKING:
-    from smr_core.align.faceboxes import FaceBoxes
-    from smr_core.align.weights import TddfaWeights
+    from align.faceboxes import FaceBoxes
+    from align.weights import TddfaWeights
 
 INPUT_SIZE = 120  # TDDFA's crop size (mb1_120x120)
 N_PARAMS = 62  # 12 pose (3x4 camera) + 40 shape + 10 expression
@@ -106,7 +105,7 @@ def load_tddfa_net(path: str | Path, device: str | torch.device = "cpu") -> Mobi
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(
+        raise AlignCheckpointError(
             f"{path}: does not match TDDFA's MobileNet-v1 120x120 ({exc}); is this 3DDFA_V2's mb1_120x120.pth?"
         ) from exc
     return net.eval().to(device)
@@ -143,9 +142,9 @@ def safe_load_pickle(path: str | Path) -> dict:
     try:
         data = _NumpyOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise CheckpointError(f"{path}: not a plain pickle of numpy arrays ({exc}); re-download it") from exc
+        raise AlignCheckpointError(f"{path}: not a plain pickle of numpy arrays ({exc}); re-download it") from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a dict of arrays, found {type(data).__name__}")
+        raise AlignCheckpointError(f"{path}: expected a dict of arrays, found {type(data).__name__}")
     return data
 
 
@@ -163,9 +162,9 @@ def load_param_stats(path: str | Path) -> ParamStats:
         mean = np.asarray(data["mean"], np.float32).reshape(-1)
         std = np.asarray(data["std"], np.float32).reshape(-1)
     except KeyError as exc:
-        raise CheckpointError(f"{path}: no {exc} entry; is this param_mean_std_62d_120x120.pkl?") from exc
+        raise AlignCheckpointError(f"{path}: no {exc} entry; is this param_mean_std_62d_120x120.pkl?") from exc
     if mean.shape != (N_PARAMS,) or std.shape != (N_PARAMS,):
-        raise CheckpointError(f"{path}: mean/std have shapes {mean.shape}/{std.shape}, expected ({N_PARAMS},)")
+        raise AlignCheckpointError(f"{path}: mean/std have shapes {mean.shape}/{std.shape}, expected ({N_PARAMS},)")
     return ParamStats(mean=mean, std=std)
 
 
@@ -173,10 +172,10 @@ def load_bfm_mean_z(path: str | Path) -> float:
     """Mean z of the BFM mean shape u (bfm_noneck_v3.pkl); u is stored x0, y0, z0, x1, ... (Fortran (3, N))."""
     data = safe_load_pickle(path)
     if "u" not in data:
-        raise CheckpointError(f"{path}: no 'u' (mean shape) entry; is this bfm_noneck_v3.pkl?")
+        raise AlignCheckpointError(f"{path}: no 'u' (mean shape) entry; is this bfm_noneck_v3.pkl?")
     u = np.asarray(data["u"], np.float32).reshape(-1)
     if u.size % 3:
-        raise CheckpointError(f"{path}: mean shape has {u.size} values, not a multiple of 3")
+        raise AlignCheckpointError(f"{path}: mean shape has {u.size} values, not a multiple of 3")
     return float(u.reshape(3, -1, order="F")[2].mean())
 
 
@@ -367,7 +366,7 @@ class ReleaseRefiner:
         cls, weights: TddfaWeights, device: str | torch.device = "cpu", bgr: bool = False
     ) -> ReleaseRefiner:
         """Load the four files of a complete TddfaWeights (see weights.find_tddfa_weights)."""
-        from smr_core.align.faceboxes import FaceBoxes
+        from align.faceboxes import FaceBoxes
 
         detector = FaceBoxes.from_file(weights.faceboxes, device)
         tddfa = TDDFA.from_files(weights.checkpoint, weights.param_stats, weights.bfm, device)

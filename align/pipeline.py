@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from smr_core.align.detection import Detection
-from smr_core.align.errors import NoFaceError, SeveralFacesError
-from smr_core.align.geometry import (
+from align.detection import Detection
+from align.errors import AlignInputError, AlignWeightsNotFoundError, NoFaceError, SeveralFacesError
+from align.geometry import (
     CropSpec,
     PoseLimits,
     Refinement,
@@ -29,26 +29,25 @@ from smr_core.align.geometry import (
     ffhq_quad,
     refine_quad,
 )
-from smr_core.align.image import load_image
-from smr_core.align.matting import composite_white, grabcut_mask
-from smr_core.align.offline import OfflineConfig
-from smr_core.align.template import fit_pose
-from smr_core.align.weights import (
+from align.image import load_image
+from align.matting import composite_white, grabcut_mask
+from align.offline import OfflineConfig
+from align.template import fit_pose
+from align.weights import (
     find_align_weights,
     find_tddfa_weights,
     require_align_weights,
     require_tddfa_weights,
     resolve_weights_dir,
 )
-from smr_core.errors import InputError, WeightsNotFoundError
 from spin_io.aligned import AlignedFace, write_aligned
 from spin_io.atomic import make_temp_dir, replace_dir
 
 if TYPE_CHECKING:
-    from smr_core.align.bisenet import BiSeNet
-    from smr_core.align.facemesh import FaceMesh, MeshResult
-    from smr_core.align.selfie import SelfieMatting
-    from smr_core.align.tddfa import ReleaseRefiner
+    from align.bisenet import BiSeNet
+    from align.facemesh import FaceMesh, MeshResult
+    from align.selfie import SelfieMatting
+    from align.tddfa import ReleaseRefiner
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,7 @@ def make_backend(
     """Build the named backend; 'auto' takes antelopev2 when its files are complete, else offline."""
     config = config or AlignConfig()
     if backend == "antelopev2":
-        from smr_core.align.antelope import AntelopeBackend
+        from align.antelope import AntelopeBackend
 
         found = require_align_weights(weights_dir)
         return AntelopeBackend(found.detector, found.recognition)
@@ -111,10 +110,10 @@ def make_backend(
             return make_backend("antelopev2", root, config)
         backend = "offline"
     if backend == "offline":
-        from smr_core.align.offline import OfflineBackend
+        from align.offline import OfflineBackend
 
         return OfflineBackend(config.offline)
-    raise InputError(f"unknown alignment backend {backend!r}; choose 'auto', 'antelopev2' or 'offline'")
+    raise AlignInputError(f"unknown alignment backend {backend!r}; choose 'auto', 'antelopev2' or 'offline'")
 
 
 def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConfig) -> ReleaseRefiner | None:
@@ -129,10 +128,10 @@ def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConf
         if found is None or not found.complete:
             return None
     else:
-        raise InputError(
+        raise AlignInputError(
             f"unknown refinement {config.refinement!r}; choose 'auto', '3ddfa', 'facemesh' or 'landmark'"
         )
-    from smr_core.align.tddfa import ReleaseRefiner
+    from align.tddfa import ReleaseRefiner
 
     return ReleaseRefiner.from_weights(found, config.device)
 
@@ -210,13 +209,13 @@ class Aligner:
     def _load_parser(self) -> BiSeNet | None:
         path = find_align_weights(self.root).parser if self.root is not None else None
         if self.config.matting == "bisenet" and path is None:
-            raise WeightsNotFoundError(
+            raise AlignWeightsNotFoundError(
                 "matting 'bisenet' needs 79999_iter.pth in the weights folder (--weights DIR or SMR_WEIGHTS); "
                 "get it from zllrunning/face-parsing.PyTorch, or use matting 'selfie' or 'grabcut'"
             )
         if path is None or self.config.matting not in ("auto", "bisenet"):
             return None
-        from smr_core.align.bisenet import load_bisenet
+        from align.bisenet import load_bisenet
 
         return load_bisenet(path, self.config.device)
 
@@ -228,8 +227,8 @@ class Aligner:
         return "no"
 
     def _load_mesh(self) -> FaceMesh | None:
-        from smr_core.align.facemesh import FaceMesh
-        from smr_core.align.mediapipe_models import ensure_models
+        from align.facemesh import FaceMesh
+        from align.mediapipe_models import ensure_models
 
         wants = self._wants_mesh()
         if wants == "yes":
@@ -239,8 +238,8 @@ class Aligner:
         return None
 
     def _load_selfie(self) -> SelfieMatting | None:
-        from smr_core.align.mediapipe_models import ensure_models
-        from smr_core.align.selfie import SelfieMatting
+        from align.mediapipe_models import ensure_models
+        from align.selfie import SelfieMatting
 
         if self.config.matting == "selfie":
             key = "mediapipe-selfie-segmentation"
@@ -257,7 +256,7 @@ class Aligner:
     def _mask(self, crop: np.ndarray, kps_crop: np.ndarray) -> tuple[np.ndarray, str]:
         parser = self.parser
         if parser is not None:
-            from smr_core.align.bisenet import parse_mask
+            from align.bisenet import parse_mask
 
             return parse_mask(parser, crop), "bisenet"
         selfie = self.selfie
@@ -300,7 +299,7 @@ class Aligner:
 
         `face_index` picks among the detected faces sorted by box area, 0 = largest; without it, several faces
         of similar size are refused (SeveralFacesError names them). Raises ImageReadError, NoFaceError,
-        FaceTooSmallError, ExtremePoseError, FaceCutError (all InputError) or WeightsNotFoundError; nothing
+        FaceTooSmallError, ExtremePoseError, FaceCutError (all AlignInputError) or AlignWeightsNotFoundError; nothing
         is written unless every step succeeded, and a new out_dir appears complete or not at all.
         """
         config = self.config
@@ -316,7 +315,7 @@ class Aligner:
         fit = fit_pose(det.fit_points, det.fit_parts)
         refiner = self.refiner
         if refiner is not None:
-            from smr_core.align.tddfa import apply_release_refinement
+            from align.tddfa import apply_release_refinement
 
             pose = refiner.pose(source.rgb, quad)
             refinement, refined_by = apply_release_refinement(quad, pose), "3ddfa"
@@ -382,7 +381,7 @@ class Aligner:
         }
         if mesh_result is not None:
             pts = mesh_result.points[:, :2] @ transform[:, :2].T + transform[:, 2]
-            from smr_core.align.facemesh import CHIN, FOREHEAD_TOP
+            from align.facemesh import CHIN, FOREHEAD_TOP
 
             extra["facemesh"] = {
                 "presence": round(mesh_result.presence, 4),
@@ -451,7 +450,7 @@ _POSE_SOURCES = {
 
 def _mediapipe_licences(mesh_used: bool, matting: str) -> list[dict]:
     """Licence records of the MediaPipe models this alignment ran (Apache-2.0)."""
-    from smr_core.align.mediapipe_models import MODELS
+    from align.mediapipe_models import MODELS
 
     names = (["mediapipe-face-landmark"] if mesh_used else []) + (
         ["mediapipe-selfie-segmentation"] if matting == "selfie" else []
@@ -493,8 +492,8 @@ def align_photo(
     `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
     `backend` may also be a ready FaceBackend instance. This loads every network anew: for many photos
     use one `Aligner` (it loads them once).
-    Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all InputError) or
-    WeightsNotFoundError; nothing is written unless every step succeeded.
+    Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all AlignInputError) or
+    AlignWeightsNotFoundError; nothing is written unless every step succeeded.
     """
     aligner = Aligner(backend, weights_dir, config or AlignConfig())
     return aligner.align(path_or_array, out_dir, face_index=face_index)

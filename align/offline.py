@@ -29,9 +29,9 @@ from typing import Literal
 
 import numpy as np
 
-from smr_core.align.detection import Detection, downscaled
-from smr_core.align.template import KEYPOINT_PARTS, fit_pose, template_points
-from smr_core.errors import WeightsNotFoundError
+from align.detection import Detection, downscaled
+from align.errors import AlignWeightsNotFoundError
+from align.template import KEYPOINT_PARTS, fit_pose, template_points
 
 LandmarkModel = Literal["dlib5", "dlib68", "facemesh"]
 
@@ -66,7 +66,7 @@ class OfflineConfig:
 def _models_dir() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             "the offline face backend needs the dlib models: pip install 'dlib-bin==20.0.1.post1' "
             "'face-recognition-models==0.3.0' (or the project's `align` extra)"
         )
@@ -82,7 +82,7 @@ class OfflineBackend:
         try:
             import dlib
         except ImportError as exc:
-            raise WeightsNotFoundError(
+            raise AlignWeightsNotFoundError(
                 "the offline face backend needs dlib: pip install 'dlib-bin==20.0.1.post1' "
                 "'face-recognition-models==0.3.0'"
             ) from exc
@@ -95,7 +95,7 @@ class OfflineBackend:
         )
         for needed in (file, "mmod_human_face_detector.dat"):
             if not (models / needed).is_file():
-                raise WeightsNotFoundError(f"{models / needed}: missing; reinstall face-recognition-models==0.3.0")
+                raise AlignWeightsNotFoundError(f"{models / needed}: missing; reinstall face-recognition-models==0.3.0")
         self._dlib = dlib
         self._hog = dlib.get_frontal_face_detector()
         self._cnn_path = models / "mmod_human_face_detector.dat"

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smr_core.align.state import load_torch_state
-from smr_core.errors import CheckpointError
+from align.errors import AlignCheckpointError
+from align.state import load_torch_state
 
 N_CLASSES = 19
 # Everything except class 0 (background): skin, brows, eyes, glasses, ears, earring, nose, mouth,
@@ -166,7 +166,7 @@ def load_bisenet(path: str | Path, device: str | torch.device = "cpu") -> BiSeNe
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(
+        raise AlignCheckpointError(
             f"{path}: does not match the BiSeNet face parser ({exc}); is this 79999_iter.pth?"
         ) from exc
     return net.eval().to(device)

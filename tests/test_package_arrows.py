@@ -1,0 +1,74 @@
+"""Package arrows point one way (docs/DESIGN.md §1): stages share only spin_io, flows chains them.
+
+Every import statement (top level or inside a function) of every module is read with `ast`, so a lazy
+import counts as much as a top-level one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# package -> packages it must never import
+FORBIDDEN = {
+    "align": {"smr_core", "recon", "exporters", "flows"},
+    "smr_core": {"align", "recon", "exporters", "flows"},
+    "recon": {"flows"},
+    "exporters": {"flows"},
+    "spin_io": {"align", "smr_core", "recon", "exporters", "flows"},
+}
+
+# Known arrows against the rule, kept until their code moves (issue 13): (module file, imported module).
+# Weight fetching (smr_core.fetch) is shared by every stage but still lives in smr_core; smr_core's
+# weights layout and identity report use align's weight lookup and ArcFace recogniser.
+KNOWN = {
+    ("align/cli.py", "smr_core.fetch"),
+    ("align/pipeline.py", "smr_core.fetch"),
+    ("smr_core/weights.py", "align.weights"),
+    ("smr_core/identity_report.py", "align.weights"),
+    ("smr_core/identity_report.py", "align.antelope"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names imported anywhere in the file (relative imports stay in their package)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _arrows(package: str) -> set[tuple[str, str]]:
+    found = set()
+    for path in sorted((ROOT / package).rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for name in _imports(path):
+            if name.split(".")[0] in FORBIDDEN[package]:
+                found.add((rel, name))
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_new_arrow_against_the_layout(package):
+    wrong = _arrows(package) - KNOWN
+    assert not wrong, f"{package} must not import {sorted(FORBIDDEN[package])}: " + ", ".join(
+        f"{rel} imports {name}" for rel, name in sorted(wrong)
+    )
+
+
+def test_known_exceptions_still_exist():
+    """An exception that was fixed is removed from KNOWN, so it cannot come back unnoticed."""
+    everything = set().union(*(_arrows(p) for p in FORBIDDEN))
+    assert KNOWN <= everything, f"fixed, remove from KNOWN: {sorted(KNOWN - everything)}"
+
+
+def test_align_does_not_import_smr_core_errors():
+    """align has its own exception hierarchy (align.errors) carrying the documented exit codes."""
+    assert not [rel for rel, name in _arrows("align") if name == "smr_core.errors"]
