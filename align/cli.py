@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--landmarks",
         choices=("dlib5", "dlib68", "facemesh"),
         default="dlib5",
-        help="offline landmarker: dlib5 (public domain, default; nose and mouth from the face mesh when it runs), "
+        help="offline landmarker: dlib5 (public domain, default; all five keypoints from the face mesh when it runs), "
         "facemesh (all five from MediaPipe's mesh, Apache-2.0) or dlib68 (iBUG 300-W licence: non-commercial "
         "use only)",
     )

@@ -43,6 +43,8 @@ _FIT = {
 }
 FIT_PARTS = (*_FIT, "eye_l", "eye_r")
 MIN_PRESENCE = 0.5
+MIN_MEAN_PRESENCE = 0.25  # and the two passes' mean at least this
+TRACKING_STEPS = 6  # ROI updates from the mesh after the detector's ROI
 
 
 # Named points: mesh index, or a contour whose mean is the point; and each one's mirror image.
@@ -66,7 +68,7 @@ class MeshResult:
 
     points: np.ndarray  # (468, 3) of the direct pass: x right, y down (source px), z MediaPipe's
     named: dict[str, np.ndarray]
-    presence: float  # face-presence probability of the final pass
+    presence: float  # face-presence probability of the final pass (mean of the direct and mirrored runs)
     pose: PoseFit  # template -> camera, fitted in 3-D
 
     @property
@@ -151,7 +153,7 @@ class FaceMesh:
 
         The final pass runs on the ROI and on its mirror image and averages the named points (left and right
         swapped for the mirror), so a mirrored photo gives the mirrored framing, not the model's own bias.
-        None when the model says there is no face in the ROI (presence < 0.5).
+        None when the model says there is no face in the ROI (both passes' presence < 0.5, or their mean < 0.25).
         """
         box = np.asarray(box, np.float64)
         eyes = np.asarray(eyes, np.float64)
@@ -159,20 +161,25 @@ class FaceMesh:
         angle = float(np.arctan2(d[1], d[0]))
         centre = 0.5 * (box[:2] + box[2:])
         size = ROI_SCALE * float(max(box[2] - box[0], box[3] - box[1]))
-        for step in range(3):  # then twice the tracking ROI: from the mesh itself, as MediaPipe's loop does
+        for step in range(TRACKING_STEPS + 1):  # then the tracking ROI: from the mesh itself, as MediaPipe's loop does
             pts, presence = self._pass(rgb, centre, size, angle)
             mirrored, presence_m = self._pass(rgb, centre, size, angle, mirror=True)
-            if step < 2:
+            if step < TRACKING_STEPS:
                 rois = (_roi(pts, 33, 263), _roi(mirrored, 263, 33))
                 centre = 0.5 * (rois[0][0] + rois[1][0])
                 size = 0.5 * (rois[0][1] + rois[1][1])
                 angle = float(np.arctan2(sum(np.sin(r[2]) for r in rois), sum(np.cos(r[2]) for r in rois)))
-        if min(presence, presence_m) < MIN_PRESENCE:
+        # Either pass (flip-symmetric), with the mean as a sanity bound: on faces turned 45 deg one pass may say
+        # 0.22 and its mirror 0.78 (the other way round on the flipped photo); requiring both dropped such faces
+        # and switched the framing method between a photo and its mirror or padded copy.
+        passes = (presence, presence_m)
+        presence = 0.5 * (presence + presence_m)
+        if max(passes) < MIN_PRESENCE or presence < MIN_MEAN_PRESENCE:
             return None
         direct, other = named_points(pts), named_points(mirrored)
         named = {n: 0.5 * (direct[n] + other[_MIRROR.get(n, n)]) for n in direct}
         fit = np.stack([named[n] for n in FIT_PARTS])
-        return MeshResult(points=pts, named=named, presence=min(presence, presence_m), pose=pose_from_mesh(fit))
+        return MeshResult(points=pts, named=named, presence=presence, pose=pose_from_mesh(fit))
 
 
 def _roi(pts: np.ndarray, left: int, right: int) -> tuple[np.ndarray, float, float]:

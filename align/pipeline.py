@@ -32,7 +32,7 @@ from align.geometry import (
 from align.image import load_image
 from align.matting import composite_white, grabcut_mask
 from align.offline import OfflineConfig
-from align.template import fit_pose
+from align.template import fit_pose, level_pitch
 from align.weights import (
     find_align_weights,
     find_tddfa_weights,
@@ -88,8 +88,8 @@ class AlignConfig:
     matting: MattingName = "auto"
     refine: bool = True  # PanoHead's pose/scale refinement; False keeps the plain FFHQ quad
     # Who measures that refinement: "3ddfa" = the release's FaceBoxes + 3DDFA_V2 (needs WEIGHTS/3ddfa/),
-    # "facemesh" = a 3-D fit to MediaPipe's 468-point mesh, "landmark" = our 2-D template fit (pitch is a
-    # guess); "auto" takes 3ddfa when its files are all present, else facemesh when its model is cached.
+    # "facemesh" = a 3-D fit to MediaPipe's 468-point mesh, "landmark" = our 2-D template fit (yaw and roll; pitch
+    # taken as 0); "auto" takes 3ddfa when its files are all present, else facemesh when its model is cached.
     refinement: RefinementName = "auto"
     device: str = "cpu"  # BiSeNet's device
 
@@ -139,9 +139,13 @@ def _tddfa_refiner(weights_dir: str | os.PathLike[str] | None, config: AlignConf
 def _no_face_message(backend: FaceBackend, config: AlignConfig) -> str:
     if backend.name == "offline":
         c = config.offline
+        if getattr(backend, "_blazeface", None) is not None and not c.cnn_after_blazeface:
+            which = f"neither dlib's HOG detector (score >= {c.min_score}) nor MediaPipe's BlazeFace found a face"
+        else:
+            which = f"dlib's detector found no face with score >= {c.min_score} (HOG) / {c.cnn_min_score} (CNN)"
         return (
-            f"no face found: dlib's detector found no face with score >= {c.min_score} (HOG) / {c.cnn_min_score} "
-            f"(CNN) in the photo scaled to at most {c.detect_max_side} px (faces need about 40 px there). "
+            f"no face found: {which} in the "
+            f"photo scaled to at most {c.detect_max_side} px (faces need about 40 px there). "
             "Use a photo where the face is clearly visible, roughly frontal and not tightly cropped"
         )
     return (
@@ -310,7 +314,7 @@ class Aligner:
         index = self._pick(detections, face_index, face_backend)
         det = detections[index]
 
-        keypoints, framing, mesh_result = self._keypoints(source.rgb, det, face_backend)
+        keypoints, framing, mesh_result, warnings = self._keypoints(source.rgb, det, face_backend)
         quad = ffhq_quad(keypoints)
         fit = fit_pose(det.fit_points, det.fit_parts)
         refiner = self.refiner
@@ -323,7 +327,9 @@ class Aligner:
             pose, refined_by = mesh_result.pose, "facemesh"
             refinement = refine_quad(quad, pose)
         else:
-            pose, refinement, refined_by = fit, refine_quad(quad, fit), "landmark"
+            # 5 points cannot pin down pitch: the head centre is projected with pitch 0 (yaw and roll kept)
+            pose = level_pitch(fit)
+            refinement, refined_by = refine_quad(quad, pose), "landmark"
         check_refinement(refinement, pose, config.limits)
         if not config.refine:
             refinement = Refinement(quad=quad, s=1.0, t=(0.0, 0.0))
@@ -335,7 +341,6 @@ class Aligner:
 
         mask, matting = self._mask(crop, kps_crop)
         crop_white = composite_white(crop, mask)
-        warnings: list[str] = []
         if matting == "grabcut" and config.matting == "auto":
             warnings.append(GRABCUT_WARNING)
             log.warning("%s", GRABCUT_WARNING)
@@ -362,7 +367,7 @@ class Aligner:
         if warnings:
             backend_info["warnings"] = warnings
         backend_info["licences"] = _licences_used(self.root, backend_info, matting, refined_by) + _mediapipe_licences(
-            mesh_result is not None, matting
+            mesh_result is not None, matting, str(det.extra.get("detector", ""))
         )
         extra: dict[str, Any] = {
             "source_name": source.name,
@@ -409,52 +414,72 @@ class Aligner:
 
     def _keypoints(
         self, rgb: np.ndarray, det: Detection, backend: FaceBackend
-    ) -> tuple[np.ndarray, dict[str, str], MeshResult | None]:
-        """The 5 keypoints the quad is built from, what produced them, and the face mesh when it ran.
+    ) -> tuple[np.ndarray, dict[str, str], MeshResult | None, list[str]]:
+        """The 5 keypoints the quad is built from, what produced them, the face mesh when it ran, and warnings.
 
-        With the mesh, points a backend only guessed (dlib5's nose and mouth come from a 2-D template fit, whose
-        pitch is unreliable) are replaced by measured ones; `landmarks="facemesh"` takes all five from the mesh.
+        With the mesh and the offline backend, all five come from the mesh (dlib's eyes move with its detector's box
+        when the photo is padded or scaled); with `mesh_keypoints=False` only the points dlib5 guessed (nose and
+        mouth, from a 2-D template fit) are replaced. antelopev2's and dlib68's measured points are kept.
         """
         info = backend.info
         keypoints = np.asarray(det.keypoints, np.float64).copy()
         framing = {"detector": str(info.get("detector", info.get("name", "?"))),
                    "keypoints": str(info.get("landmarks", info.get("name", "?")))}
+        if "detector" in det.extra:
+            framing["detector_used"] = str(det.extra["detector"])
+        # which model gave the five keypoints the FFHQ quad is built from
+        framing["keypoints_model"] = "antelopev2 scrfd" if backend.name == "antelopev2" else (
+            "dlib68" if self.config.offline.landmarks == "dlib68" else "dlib5"
+        )
         mesh = self.mesh if self.refiner is None or self.config.offline.landmarks == "facemesh" else None
         if mesh is None:
-            return keypoints, framing, None
+            return keypoints, framing, None, []
+        from align.facemesh import MIN_MEAN_PRESENCE as MESH_MIN_MEAN
+        from align.facemesh import MIN_PRESENCE as MESH_MIN_PRESENCE
+
         result = mesh(rgb, det.box, keypoints[:2])
         if result is None:
             if self._wants_mesh() == "yes":
                 raise NoFaceError(
-                    "the face mesh found no face where the detector did (presence < 0.5); try a clearer, more "
-                    "frontal photo, or --refinement landmark"
+                    f"the face mesh found no face where the detector did (presence < {MESH_MIN_PRESENCE}); try a "
+                    "clearer, more frontal photo, or --refinement landmark"
                 )
-            return keypoints, framing, None
-        if self.config.offline.landmarks == "facemesh" and backend.name == "offline":
+            warning = (
+                f"the face mesh did not confirm the face (presence < {MESH_MIN_PRESENCE} in both passes or mean < "
+                f"{MESH_MIN_MEAN}): framed from "
+                f"{framing['keypoints_model']}'s landmarks and the 2-D template fit (pitch not measured) instead"
+            )
+            log.warning("%s", warning)
+            return keypoints, framing, None, [warning]
+        landmarks = self.config.offline.landmarks
+        if backend.name == "offline" and (landmarks == "facemesh" or (landmarks == "dlib5" and
+                                                                       self.config.offline.mesh_keypoints)):
             keypoints = result.keypoints
             framing["keypoints"] = "mediapipe face mesh (eye contours, nose tip, mouth corners)"
+            framing["keypoints_model"] = "mediapipe-face-landmark"
         else:
             guessed = list(det.extra.get("inferred_keypoints", ()))
             if guessed:
                 keypoints[guessed] = result.keypoints[guessed]
                 framing["keypoints"] += f"; points {guessed} (nose, mouth) from the mediapipe face mesh"
-        return keypoints, framing, result
+                framing["keypoints_model"] += " (eyes) + mediapipe-face-landmark (nose, mouth)"
+        return keypoints, framing, result, []
 
 
 _POSE_SOURCES = {
     "3ddfa": "3DDFA_V2 (the release's FaceBoxes + BFM fit)",
     "facemesh": "3-D fit of our template to the mediapipe 468-point face mesh",
-    "landmark": "2-D template fit to the backend's landmarks (pitch is a guess)",
+    "landmark": "2-D template fit to the backend's landmarks (yaw and roll; pitch not measured, taken as 0)",
 }
 
 
-def _mediapipe_licences(mesh_used: bool, matting: str) -> list[dict]:
+def _mediapipe_licences(mesh_used: bool, matting: str, detector: str = "") -> list[dict]:
     """Licence records of the MediaPipe models this alignment ran (Apache-2.0)."""
     from align.mediapipe_models import MODELS
 
-    names = (["mediapipe-face-landmark"] if mesh_used else []) + (
-        ["mediapipe-selfie-segmentation"] if matting == "selfie" else []
-    )
+    names = [detector] if detector.startswith("mediapipe-") else []
+    names += ["mediapipe-face-landmark"] if mesh_used else []
+    names += ["mediapipe-selfie-segmentation"] if matting == "selfie" else []
     return [MODELS[n].licence_record() for n in names]
 
 

@@ -96,6 +96,23 @@ def fit_pose(image_points: np.ndarray, names: tuple[str, ...] | list[str]) -> Po
     return PoseFit(scale=scale, rotation=R, offset=fit.offset, rms_px=float(np.sqrt((residual**2).sum(1).mean())))
 
 
+def level_pitch(fit: PoseFit) -> PoseFit:
+    """The same fit with pitch set to 0 (yaw and roll kept), pivoting about the eye midpoint, which stays put.
+
+    A 5-point 2-D fit cannot tell pitch from face proportions; projecting the head centre (85 mm behind the eyes)
+    with a wrong pitch d moves the crop by about 85 mm x sin d, so without a 3-D measurement the crop assumes 0.
+    """
+    yaw, _, roll = np.radians(fit.angles_deg)
+    cy, sy, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    Rz = np.array([[cr, -sr, 0.0], [sr, cr, 0.0], [0.0, 0.0, 1.0]])
+    Ry = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    R = Rz @ Ry
+    pivot = template_points(("eye_l", "eye_r")).mean(0)
+    level = PoseFit(scale=fit.scale, rotation=R, offset=np.zeros(2), rms_px=fit.rms_px)
+    offset = fit.project(pivot[None])[0] - level.project(pivot[None])[0]
+    return PoseFit(scale=fit.scale, rotation=R, offset=offset, rms_px=fit.rms_px)
+
+
 def _template_ffhq_half_size() -> float:
     """|x| of the FFHQ quad of the frontal template at 1 px/mm: the size for which refinement gives s = 1."""
     eye_l, eye_r, _, mouth_l, mouth_r = template_points(KEYPOINT_PARTS)[:, :2] * np.array([1.0, -1.0])

@@ -50,11 +50,13 @@ def _configs() -> dict[str, AlignConfig]:
     return {
         # whatever "auto" resolves to on this machine (face mesh + selfie when the MediaPipe models are cached)
         "default": base,
-        # all five keypoints from the face mesh (instead of dlib's eyes)
-        "mesh5": dataclasses.replace(base, offline=dataclasses.replace(base.offline, landmarks="facemesh"),
-                                     refinement="facemesh", matting="selfie"),
-        # no MediaPipe at all: dlib 5-point + 2-D template fit + GrabCut
-        "dlib-only": dataclasses.replace(base, refinement="landmark", matting="grabcut"),
+        # the other landmark back-end: dlib's eye centres, nose and mouth from the face mesh (the default takes all
+        # five keypoints from the mesh)
+        "dlib-eyes": dataclasses.replace(base, offline=dataclasses.replace(base.offline, mesh_keypoints=False),
+                                         refinement="facemesh", matting="selfie"),
+        # no MediaPipe at all: dlib 5-point (HOG, then MMOD CNN) + 2-D template fit + GrabCut
+        "dlib-only": dataclasses.replace(base, offline=dataclasses.replace(base.offline, blazeface=False),
+                                         refinement="landmark", matting="grabcut"),
         # the default crop with GrabCut's mask: the second segmentation the selfie mask is compared with
         "grabcut": dataclasses.replace(base, matting="grabcut"),
     }
@@ -390,7 +392,7 @@ def evaluate_case(aligners: dict, rgb: np.ndarray, truth: Render | None = None, 
         else:
             row["pad_px"] = st
 
-    for name in ("mesh5", "dlib-only", "grabcut"):
+    for name in ("dlib-eyes", "dlib-only", "grabcut"):
         if name not in aligners:
             continue
         other, st, secs = run_align(aligners[name], rgb)
@@ -537,7 +539,7 @@ def verdicts(rows: list[dict], kind: str = "photo") -> list[tuple[str, str, str]
         out.append((f"{what} (<= {EQUIV_PCT}% of 512)", "PASS" if not fails else "FAIL",
                     f"worst {worst[0]} {pct(worst[1])}; over: {fails or 'none'}"
                     + (f"; variant refused: {refused}" if refused else "")))
-    for name, what in (("mesh5", "landmark back-ends agree: dlib5 eyes vs face-mesh 5 points, same refinement"),
+    for name, what in (("dlib-eyes", "landmark back-ends agree: face-mesh 5 points vs dlib5 eyes, same refinement"),
                        ("dlib-only", "fallback path agrees: no MediaPipe (2-D template refinement + GrabCut)")):
         key = f"agree_{name}_px"
         num = [(r["id"], r[key]) for r in ok if isinstance(r.get(key), float | int)]
@@ -582,8 +584,9 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
         f"(+ flip, x0.5 and padded variants of the default). Contact sheets: `{meta['out']}` (not committed).",
         "",
         "Units: px of the 512 px crop; % = percent of 512. `default` resolved to refinement "
-        f"`{meta['default_refinement']}`, matting `{meta['default_matting']}`. Other configurations: `mesh5` = all "
-        "five keypoints from the face mesh; `dlib-only` = dlib 5-point + 2-D template fit + GrabCut (no MediaPipe); "
+        f"`{meta['default_refinement']}`, matting `{meta['default_matting']}`. Other configurations: `dlib-eyes` = "
+        "dlib's eye centres (nose and mouth from the face mesh; the default takes all five from the mesh); "
+        "`dlib-only` = dlib 5-point (HOG, MMOD CNN fallback) + 2-D template fit with pitch 0 + GrabCut (no MediaPipe); "
         "`grabcut` = the default crop with GrabCut's mask (the second segmentation for the mask proxy).",
         "",
         "## Done-when checks",
@@ -609,7 +612,7 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
               "renders), first mask row (0 = mask touches the top: crown possibly cut). flip / x0.5 / pad: quad-corner "
               "error against the original photo's crop. agree: quad-corner error of another configuration.",
               "",
-              "| case | expect | status | pose y/p/r | eye y | chin | crown | flip | x0.5 | pad | agree mesh5 | "
+              "| case | expect | status | pose y/p/r | eye y | chin | crown | flip | x0.5 | pad | agree dlib-eyes | "
               "agree dlib-only | s default / dlib-only | time s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -617,7 +620,7 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
         lines.append(
             f"| {r['id']} | {r['expect']} | {status} | {_f(r.get('pose'))} | {_f(r.get('eye_y'))} | "
             f"{_f(r.get('chin_margin'))} | {_f(r.get('crown_margin'), '{:d}')} | {pct(r.get('flip_px'))} | "
-            f"{pct(r.get('down_px'))} | {pct(r.get('pad_px'))} | {pct(r.get('agree_mesh5_px'))} | "
+            f"{pct(r.get('down_px'))} | {pct(r.get('pad_px'))} | {pct(r.get('agree_dlib-eyes_px'))} | "
             f"{pct(r.get('agree_dlib-only_px'))} | {_f(r.get('refine_s'), '{:.2f}')} / "
             f"{_f(r.get('refine_s_dlib-only'), '{:.2f}')} | {_f(r.get('time_s'), '{:.2f}')} |")
     lines += ["", "## Masks", "",
@@ -682,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", default=str(ROOT / "bench" / "ALIGN_EVAL.md"), help="Markdown report ('-': stdout)")
     p.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
     p.add_argument("--no-renders", action="store_true", help="skip the ground-truth renders")
-    p.add_argument("--configs", default="default,mesh5,dlib-only,grabcut")
+    p.add_argument("--configs", default="default,dlib-eyes,dlib-only,grabcut")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     manifest = json.loads(MANIFEST.read_text())
@@ -743,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         tiles_dlib.append(tile(rgb, dl, [case["id"], f"dlib-only: {_f(row.get('agree_dlib-only_px'))} px"]))
         results.append(row)
         print(f"{case['id']:24s} {row['status'][:70]}  t={row['time_s']:.2f}s flip={row.get('flip_px')} "
-              f"down={row.get('down_px')} pad={row.get('pad_px')} mesh5={row.get('agree_mesh5_px')} "
+              f"down={row.get('down_px')} pad={row.get('pad_px')} dlib-eyes={row.get('agree_dlib-eyes_px')} "
               f"dlib={row.get('agree_dlib-only_px')}", flush=True)
     sheet(tiles, args.out / "contact_default.png")
     sheet(tiles_dlib, args.out / "contact_dlib_only.png")

@@ -90,21 +90,31 @@ class Counter:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, on_start=None) -> Iterator[None]:
-    """A Prefect test server with Prefect's home in `home` and telemetry off; the environment is restored after."""
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
-    os.environ["PREFECT_HOME"] = str(home)
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
+def environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) environment variables for the block; the previous values are restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
-        with prefect_test_harness(server_startup_timeout=180):
-            if on_start is not None:
-                on_start()
-            yield
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, on_start=None) -> Iterator[None]:
+    """A Prefect test server with Prefect's home in `home` and telemetry off; the environment is restored after."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with environment({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}):
+        with prefect_test_harness(server_startup_timeout=180):
+            if on_start is not None:
+                on_start()
+            yield

@@ -32,7 +32,7 @@ def bench():
 @pytest.fixture(scope="module")
 def aligners(bench):
     try:
-        return bench.build_aligners(["default", "mesh5", "grabcut"])
+        return bench.build_aligners(["default", "dlib-eyes", "grabcut"])
     except (AlignWeightsNotFoundError, ImportError) as exc:
         tool_missing(f"MediaPipe models or runtime unavailable: {exc}")
 
@@ -55,7 +55,7 @@ def test_astronaut_crop_is_equivariant_and_holds_the_whole_head(result):
     assert 0 < row["chin_margin"] < 200
     assert 0 < row["crown_margin"] < 200
     # the two landmark back-ends frame the same crop within 3%
-    assert row["agree_mesh5_px"] <= 0.03 * 512
+    assert row["agree_dlib-eyes_px"] <= 0.03 * 512
 
 
 def test_astronaut_masks_agree_and_keep_the_hair(result):

@@ -163,7 +163,7 @@ def test_huge_photo_detects_on_a_copy_and_crops_from_the_original(astronaut, ali
 
 
 def test_no_face_names_the_threshold(backends):
-    with pytest.raises(NoFaceError, match=r"score >= 0.3 .*1024 px"):
+    with pytest.raises(NoFaceError, match=r"score >= 0.3.*1024 px"):
         align_photo(skimage.data.coffee(), backend=backends["dlib5"])
 
 

@@ -7,9 +7,7 @@ local scratch folders (options.work_dir), sharing nothing but the bucket.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import socket
 import threading
 import time
@@ -21,7 +19,7 @@ import pytest
 pytest.importorskip("prefect")
 
 from _tools import tool_missing  # noqa: E402
-from flows_helpers import FakeRecon, fast_kwargs, prefect_server, write_photos  # noqa: E402
+from flows_helpers import FakeRecon, environment, fast_kwargs, prefect_server, write_photos  # noqa: E402
 
 from flows import stages, storage  # noqa: E402
 from flows.params import RunOptions  # noqa: E402
@@ -38,24 +36,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def _env(values: dict[str, str | None]):
-    saved = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
 def s3():
     """An S3-compatible server for the module, with one bucket; yields an s3fs filesystem on it."""
@@ -69,7 +49,7 @@ def s3():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        with _env({**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}):
+        with environment({**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}):
             s3fs.S3FileSystem.clear_instance_cache()
             fs = s3fs.S3FileSystem()
             fs.mkdir(BUCKET)
@@ -347,7 +327,7 @@ def test_bad_storage_uris_end_in_one_line_with_a_documented_exit_code(s3, tmp_pa
 
     s3fs.S3FileSystem.clear_instance_cache()
     try:
-        with _env({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+        with environment({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
                    "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")}):
             code, err = _cli([str(photo), "-o", f"s3://{BUCKET}/heads"], capsys)
             assert code == EXIT_OUTPUT and len(err.splitlines()) == 1 and "no credentials" in err, err
