@@ -44,6 +44,19 @@ light from below, and the hair is brightened. The prior π_t (texture_prior) is 
 busy at a scale the light cannot be (hair strands, stubble): local std of log luminance. (An optional smoothness penalty
 λ l²(l+1)² per SH band, ∫|∇s|² on the sphere, is off: it did not improve the benchmark.)
 
+Multi-start (a large dark cap, e.g. hair over every upward normal, is a second, wrong local optimum:
+light from below, the hair read as shadow and brightened). The IRLS scale σ never grows (σ_k = min(σ_{k-1},
+MAD_k)): otherwise a dark cluster pulls the fit down, and 1 / lum(D β)² grows as the predicted shading
+falls, so the cluster widens its own tolerance until it is an inlier. The fit is run from two starts: all
+texels (as before), and the brighter half (luminance >= median), whose key-direction search uses only those
+texels (hair is darker than lit skin however it is lit); from each, the best `directions_per_start` key axes
+of the coarse search (>= 25 degrees apart, l and -l being one axis) are fitted. The winner has the lowest
+prior-weighted Tukey loss of its relative, dark-scaled residuals at one common scale, the smallest σ of all
+starts: the solution with the most texels fitted tightly, measured the same way for every start. (No prior
+on the key's elevation: the inlier criterion alone finds keys from above.) The coarse search solves all
+256 directions at once (the SH block of the normal equations is shared), and the starts are fitted on the
+15 000-texel search subset (only the winner on all 60 000), so the six fits cost what one did.
+
 De-lit albedo, with the shading clamped from below where the fit has no support:
 
     a_t = c_t / (s(n_t) max(1, s_min / lum s(n_t))),   s_min = max(floor, P_1 of lum s over the inliers)
@@ -69,6 +82,7 @@ WELL_LIT_PERCENTILE = 95.0
 HUBER_K = 1.345
 TUKEY_C = 4.685
 MAD_TO_SIGMA = 1.4826
+MIN_SIGMA = 0.01  # the monotone IRLS scale stops shrinking at 1% of the shading (below any photo's noise)
 
 
 @dataclass
@@ -90,6 +104,11 @@ class DelightConfig:
     texture_sigma: float = 0.12  # local std of log luminance at which the prior halves
     shading_floor: float = 0.08  # de-lit albedo = c / max(s, s_min), s_min >= floor (P95 lum(s) = 1)
     floor_percentile: float = 1.0  # s_min >= this percentile of lum(s) over the inlier texels
+    monotone_scale: bool = True  # the IRLS scale never grows (an outlier cluster cannot widen its own tolerance)
+    directions_per_start: int = 3  # the best few coarse key directions, each fitted (multi-start)
+    start_separation: float = 25.0  # degrees between them
+    bright_start: bool = True  # a second start of the robust fit from the brighter texels (see estimate_lighting)
+    bright_percentile: float = 50.0  # its first solve uses the texels above this luminance percentile
     view_gains: bool = True
     seed: int = 0
 
@@ -171,67 +190,161 @@ def _solve(design: np.ndarray, colours: np.ndarray, weights: np.ndarray, penalty
     return np.linalg.solve(gram, dw.T @ colours)
 
 
-def _robust_weights(residual: np.ndarray, kind: str, dark_scale: float = 1.0) -> tuple[np.ndarray, float]:
-    """Huber or Tukey weights of per-sample residual norms, scaled by 1.4826 MAD; darker-than-fit x dark_scale."""
+def _robust_weights(
+    residual: np.ndarray, kind: str, dark_scale: float = 1.0, cap: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """Huber or Tukey weights of per-sample residual norms, scaled by 1.4826 MAD (at most `cap` if > 0);
+    darker-than-fit x dark_scale."""
     e = np.linalg.norm(residual, axis=1)
     sigma = max(MAD_TO_SIGMA * float(np.median(e)), 1e-6)
+    if cap > 0:
+        sigma = max(min(sigma, cap), MIN_SIGMA)
     u = np.where(residual @ LUMA < 0, dark_scale, 1.0) * e / sigma
     if kind == "huber":
         return np.minimum(1.0, HUBER_K / np.maximum(u, 1e-12)), sigma
     return np.where(u < TUKEY_C, (1 - (u / TUKEY_C) ** 2) ** 2, 0.0), sigma
 
 
-def _predicted_level(design: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def _predicted_level(design: np.ndarray, coef: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
     """lum(D β), kept away from zero: the scale of each residual."""
-    level = (design @ coef) @ LUMA
+    level = predicted @ LUMA if predicted is not None else design @ (coef @ LUMA)
     return np.maximum(level, 0.05 * max(float(np.median(level)), 1e-9))
 
 
 def _irls(
-    design: np.ndarray, colours: np.ndarray, prior: np.ndarray, cfg: DelightConfig
+    design: np.ndarray, colours: np.ndarray, prior: np.ndarray, cfg: DelightConfig, start: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Robust fit (Huber then Tukey, relative residuals); returns coefficients, robust weights, scale."""
+    """Robust fit (Huber then Tukey, relative residuals); returns coefficients, robust weights, scale.
+
+    `start` (T,): the first solve's weights (the prior if None); the iterations then reweight every sample."""
     penalty = _penalty(design.shape[1], cfg)
     robust = np.ones(len(colours))
     sigma = 0.0
-    coef = _solve(design, colours, prior, penalty)
+    coef = _solve(design, colours, prior if start is None else start, penalty)
     for it in range(cfg.huber_iterations + cfg.tukey_iterations):
-        level = _predicted_level(design, coef) if cfg.relative else np.ones(len(colours))
-        residual = (colours - design @ coef) / level[:, None]
-        robust, sigma = _robust_weights(residual, "huber" if it < cfg.huber_iterations else "tukey", cfg.dark_scale)
+        predicted = design @ coef
+        level = _predicted_level(design, coef, predicted) if cfg.relative else np.ones(len(colours))
+        residual = (colours - predicted) / level[:, None]
+        kind = "huber" if it < cfg.huber_iterations else "tukey"
+        robust, sigma = _robust_weights(residual, kind, cfg.dark_scale, sigma if cfg.monotone_scale else 0.0)
         coef = _solve(design, colours, prior * robust / level**2, penalty)
     return coef, robust, sigma
 
 
 def _fit_cost(normals: np.ndarray, colours: np.ndarray, weights: np.ndarray, d: np.ndarray, penalty: np.ndarray):
-    """Weighted residual of the SH + max(0, n·d) fit, and whether the key light adds light (lum d > 0)."""
+    """Weighted residual of the SH + max(0, n·d) fit, and whether the key light adds light (lum d > 0).
+    (The reference for _fit_costs, which the search uses.)"""
     design = _design(normals, d)
     coef = _solve(design, colours, weights, penalty)
     cost = float((weights * ((colours - design @ coef) ** 2).sum(1)).sum())
     return cost, float(coef[-1] @ LUMA) > 0
 
 
-def _key_direction(normals: np.ndarray, colours: np.ndarray, weights: np.ndarray, cfg: DelightConfig) -> np.ndarray:
-    """The direction whose clamped cosine, added to the SH, best explains the (robustly weighted) colours."""
+def _fit_costs(
+    basis: np.ndarray,
+    normals: np.ndarray,
+    colours: np.ndarray,
+    weights: np.ndarray,
+    directions: np.ndarray,
+    penalty: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """_fit_cost for many directions at once (the SH block of the normal equations is shared): (costs, adds)."""
+    k = np.clip(normals @ directions.T, 0.0, None)  # (T, D) clamped cosines
+    wb, wk = basis * weights[:, None], k * weights[:, None]
+    gram = np.zeros((len(directions), SH_COEFFS + 1, SH_COEFFS + 1))
+    gram[:, :SH_COEFFS, :SH_COEFFS] = wb.T @ basis
+    cross = (wb.T @ k).T  # (D, 9)
+    gram[:, :SH_COEFFS, SH_COEFFS] = cross
+    gram[:, SH_COEFFS, :SH_COEFFS] = cross
+    gram[:, SH_COEFFS, SH_COEFFS] = (wk * k).sum(0)
+    rhs = np.zeros((len(directions), SH_COEFFS + 1, colours.shape[1]))
+    rhs[:, :SH_COEFFS] = wb.T @ colours
+    rhs[:, SH_COEFFS] = wk.T @ colours
+    trace = np.trace(gram, axis1=1, axis2=2) / (SH_COEFFS + 1)
+    gram_p = gram + penalty[None, :, None] * np.eye(SH_COEFFS + 1)[None] * trace[:, None, None]
+    coef = np.linalg.solve(gram_p, rhs)  # (D, 10, C)
+    yy = float((weights * (colours**2).sum(1)).sum())
+    cost = yy - 2 * np.einsum("dkc,dkc->d", coef, rhs) + np.einsum("dkc,dkj,djc->d", coef, gram, coef)
+    return cost, coef[:, SH_COEFFS] @ LUMA > 0
+
+
+def _key_directions(
+    normals: np.ndarray, colours: np.ndarray, weights: np.ndarray, cfg: DelightConfig, count: int = 1
+) -> list[np.ndarray]:
+    """The directions whose clamped cosine, added to the SH, best explain the (robustly weighted) colours:
+    the `count` best coarse candidates at least cfg.start_separation apart, each refined locally."""
     penalty = _penalty(SH_COEFFS + 1, cfg)
-    best, best_cost = None, np.inf
-    for d in fibonacci_sphere(cfg.direction_candidates):
-        cost, adds = _fit_cost(normals, colours, weights, d, penalty)
-        if adds and cost < best_cost:
-            best, best_cost = d, cost
-    if best is None:
-        return np.array([0.0, 1.0, 0.0])
-    # refine: a local search on ever smaller circles around the best candidate
+    basis = sh_basis(normals)
+    candidates = fibonacci_sphere(cfg.direction_candidates)
+    costs, adds = _fit_costs(basis, normals, colours, weights, candidates, penalty)
+    costs = np.where(adds, costs, np.inf)
+    if not np.isfinite(costs).any():
+        return [np.array([0.0, 1.0, 0.0])]
+    chosen: list[int] = []
+    for i in np.argsort(costs):
+        if not np.isfinite(costs[i]) or len(chosen) == count:
+            break
+        # l and -l give the same fit (their difference n·l is in the SH span): one axis, one start
+        if all(abs(candidates[i] @ candidates[j]) < math.cos(math.radians(cfg.start_separation)) for j in chosen):
+            chosen.append(int(i))
+    return [_refine(basis, normals, colours, weights, candidates[i], float(costs[i]), penalty) for i in chosen]
+
+
+def _refine(basis, normals, colours, weights, best, best_cost, penalty) -> np.ndarray:
+    """A local search on ever smaller circles (8 degrees, halved 5 times) around a direction."""
     step = math.radians(8.0)
+    angles = np.linspace(0, 2 * math.pi, 8, endpoint=False)
     for _ in range(5):
         tangent = np.linalg.svd(best[None])[2][1:]
-        for a in np.linspace(0, 2 * math.pi, 8, endpoint=False):
-            d = best * math.cos(step) + math.sin(step) * (math.cos(a) * tangent[0] + math.sin(a) * tangent[1])
-            cost, adds = _fit_cost(normals, colours, weights, d, penalty)
-            if adds and cost < best_cost:
-                best, best_cost = d / np.linalg.norm(d), cost
+        ring = best[None] * math.cos(step) + math.sin(step) * (
+            np.cos(angles)[:, None] * tangent[0] + np.sin(angles)[:, None] * tangent[1]
+        )
+        ring /= np.linalg.norm(ring, axis=1, keepdims=True)
+        cost, add = _fit_costs(basis, normals, colours, weights, ring, penalty)
+        cost = np.where(add, cost, np.inf)
+        if cost.min() < best_cost:
+            best, best_cost = ring[int(np.argmin(cost))], float(cost.min())
         step /= 2
     return best
+
+
+def _robust_loss(
+    design: np.ndarray, coef: np.ndarray, colours: np.ndarray, prior: np.ndarray, sigma: float, cfg: DelightConfig
+) -> float:
+    """Mean Tukey loss ρ(u) in [0, 1] (prior-weighted) of the relative, dark-scaled residuals at scale sigma."""
+    level = _predicted_level(design, coef) if cfg.relative else np.ones(len(colours))
+    residual = (colours - design @ coef) / level[:, None]
+    u = np.where(residual @ LUMA < 0, cfg.dark_scale, 1.0) * np.linalg.norm(residual, axis=1) / sigma
+    rho = np.where(u < TUKEY_C, 1 - (1 - np.minimum(u / TUKEY_C, 1.0) ** 2) ** 3, 1.0)
+    return float((prior * rho).sum() / max(prior.sum(), 1e-12))
+
+
+def _fits_from(
+    normals: np.ndarray,
+    colours: np.ndarray,
+    prior: np.ndarray,
+    start: np.ndarray | None,
+    search: np.ndarray,
+    cfg: DelightConfig,
+) -> list[tuple]:
+    """One start of the robust fit: SH-only IRLS, key-direction search on its weights, then an IRLS with each
+    of the best few key directions: [(coef, robust, sigma, direction)]."""
+    coef, robust, sigma = _irls(sh_basis(normals), colours, prior, cfg, start)
+    if not cfg.directional:
+        return [(coef, robust, sigma, None)]
+    if start is None:  # search on the SH-only robust fit's weights
+        level = _predicted_level(sh_basis(normals), coef) if cfg.relative else np.ones(len(colours))
+        weights = (prior * robust / level**2)[search]
+    else:  # search on the start's texels alone, before any IRLS can drift away from them
+        sh_only = _solve(sh_basis(normals), colours, start, _penalty(SH_COEFFS, cfg))
+        level = _predicted_level(sh_basis(normals), sh_only) if cfg.relative else np.ones(len(colours))
+        weights = (start / level**2)[search]
+    fits = []
+    for direction in _key_directions(normals[search], colours[search], weights, cfg, cfg.directions_per_start):
+        c, r, s = _irls(_design(normals, direction), colours, prior, cfg, start)
+        if float(c[-1] @ LUMA) > 0:
+            fits.append((c, r, s, direction))
+    return fits or [(coef, robust, sigma, None)]
 
 
 def estimate_lighting(
@@ -250,17 +363,29 @@ def estimate_lighting(
     if len(colours) > cfg.max_samples:
         pick = rng.choice(len(colours), cfg.max_samples, replace=False)
         colours, normals, prior = colours[pick], normals[pick], prior[pick]
-    coef, robust, sigma = _irls(sh_basis(normals), colours, prior, cfg)
-    direction = None
-    if cfg.directional:
-        level = _predicted_level(sh_basis(normals), coef) if cfg.relative else np.ones(len(colours))
-        search = rng.choice(len(colours), min(len(colours), cfg.search_samples), replace=False)
-        weights = (prior * robust / level**2)[search]
-        direction = _key_direction(normals[search], colours[search], weights, cfg)
-        coef, robust, sigma = _irls(_design(normals, direction), colours, prior, cfg)
-        if float(coef[-1] @ LUMA) <= 0:
-            direction = None
-            coef, robust, sigma = _irls(sh_basis(normals), colours, prior, cfg)
+    search = rng.choice(len(colours), min(len(colours), cfg.search_samples), replace=False)
+    starts: dict[str, np.ndarray | None] = {"all": None}
+    if cfg.bright_start:
+        lum = colours @ LUMA
+        starts["bright"] = prior * (lum >= np.percentile(lum, cfg.bright_percentile))
+    # every start on the search subset; the winner is fitted again on all the samples
+    sub_n, sub_c, sub_p = normals[search], colours[search], prior[search]
+    everything = np.arange(len(search))
+    fits = [
+        (name, f"{name}{i}", *fit)
+        for name, start in starts.items()
+        for i, fit in enumerate(
+            _fits_from(sub_n, sub_c, sub_p, None if start is None else start[search], everything, cfg)
+        )
+    ]
+    sigma_ref = min(f[4] for f in fits)
+    losses = [_robust_loss(_design(sub_n, f[5]), f[2], sub_c, sub_p, sigma_ref, cfg) for f in fits]
+    chosen = int(np.argmin(losses))
+    start_name, direction = fits[chosen][1], fits[chosen][5]
+    coef, robust, sigma = _irls(_design(normals, direction), colours, prior, cfg, starts[fits[chosen][0]])
+    if direction is not None and float(coef[-1] @ LUMA) <= 0:
+        direction = None
+        coef, robust, sigma = _irls(sh_basis(normals), colours, prior, cfg, starts[fits[chosen][0]])
     if direction is not None:
         coef, direction = _bright_side(coef, direction)
     coef = coef / np.maximum((_design(all_normals, direction) @ coef).mean(0), 1e-9)[None]  # grey on average
@@ -278,6 +403,7 @@ def estimate_lighting(
         residual_sigma=sigma,
         samples=len(colours),
         floor=floor,
+        extra={"start": start_name, "start_losses": {f[1]: round(v, 4) for f, v in zip(fits, losses, strict=True)}},
     )
 
 
