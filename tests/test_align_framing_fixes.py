@@ -13,15 +13,14 @@ import matplotlib
 import numpy as np
 import pytest
 import skimage.data
-from _tools import tool_missing
+from _tools import mediapipe_models
 from PIL import Image
 
 from align import AlignConfig, Aligner
 from align.blazeface import _SPECS, FULL, SHORT, anchors
-from align.errors import AlignWeightsNotFoundError, NoFaceError
+from align.errors import NoFaceError
 from align.facemesh import FaceMesh
 from align.geometry import ffhq_quad, refine_quad
-from align.mediapipe_models import ensure_models, litert_available
 from align.offline import OfflineConfig
 from align.template import KEYPOINT_PARTS, PoseFit, level_pitch, template_points
 
@@ -30,12 +29,7 @@ HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 @pytest.fixture(scope="module")
 def models():
-    if not litert_available():
-        tool_missing("ai-edge-litert is not installed (the `align` extra)")
-    try:
-        return ensure_models()
-    except AlignWeightsNotFoundError as exc:
-        tool_missing(f"MediaPipe models unavailable: {exc}")
+    return mediapipe_models()
 
 
 @pytest.fixture(scope="module")

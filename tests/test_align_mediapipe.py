@@ -11,22 +11,17 @@ import json
 import numpy as np
 import pytest
 import skimage.data
-from _tools import tool_missing
+from _tools import mediapipe_models
 
 from align import AlignConfig, Aligner
 from align.errors import AlignWeightsNotFoundError
-from align.mediapipe_models import MODELS, ensure_models, extract_models, find_models, litert_available
+from align.mediapipe_models import MODELS, ensure_models, extract_models, find_models
 from align.offline import OfflineConfig
 
 
 @pytest.fixture(scope="module")
 def models():
-    if not litert_available():
-        tool_missing("ai-edge-litert is not installed (the `align` extra)")
-    try:
-        return ensure_models()
-    except AlignWeightsNotFoundError as exc:
-        tool_missing(f"MediaPipe models unavailable: {exc}")
+    return mediapipe_models()
 
 
 @pytest.fixture(scope="module")
