@@ -257,16 +257,19 @@ class Aligner:
         _ = (self.face_backend, self.refiner, self.parser, self.mesh, self.selfie)
         return self
 
-    def _mask(self, crop: np.ndarray, kps_crop: np.ndarray) -> tuple[np.ndarray, str]:
+    def _mask(
+        self, crop: np.ndarray, kps_crop: np.ndarray, others_crop: list[np.ndarray]
+    ) -> tuple[np.ndarray, str, str]:
         parser = self.parser
         if parser is not None:
             from align.bisenet import parse_mask
 
-            return parse_mask(parser, crop), "bisenet"
+            return parse_mask(parser, crop), "bisenet", ""
         selfie = self.selfie
         if selfie is not None:
-            return selfie(crop, kps_crop), "selfie"
-        return grabcut_mask(crop, kps_crop), "grabcut"
+            mask, note = selfie.matte(crop, kps_crop, others_crop)
+            return mask, "selfie", note
+        return grabcut_mask(crop, kps_crop), "grabcut", ""
 
     def _pick(self, detections: list[Detection], face_index: int | None, backend: FaceBackend) -> int:
         """The face to align: face_index, else the only face of its size (rivals are refused, with their boxes)."""
@@ -339,7 +342,11 @@ class Aligner:
         crop, transform = crop_final(source.rgb, refinement.quad, config.crop)
         kps_crop = keypoints @ transform[:, :2].T + transform[:, 2]
 
-        mask, matting = self._mask(crop, kps_crop)
+        # the other detected faces, in crop px: the selfie matte splits off people who touch the subject
+        others_crop = [
+            d.keypoints @ transform[:, :2].T + transform[:, 2] for i, d in enumerate(detections) if i != index
+        ]
+        mask, matting, matting_note = self._mask(crop, kps_crop, others_crop)
         crop_white = composite_white(crop, mask)
         if matting == "grabcut" and config.matting == "auto":
             warnings.append(GRABCUT_WARNING)
@@ -363,6 +370,8 @@ class Aligner:
         yaw, pitch, roll = pose.angles_deg
         backend_info = dict(face_backend.info)
         backend_info["matting"] = matting
+        if matting_note:
+            backend_info["matting_note"] = matting_note
         backend_info["framing"] = {**framing, "pose": _POSE_SOURCES[refined_by]}
         if warnings:
             backend_info["warnings"] = warnings

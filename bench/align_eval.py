@@ -357,6 +357,8 @@ def evaluate_case(aligners: dict, rgb: np.ndarray, truth: Render | None = None, 
     row["eye_tilt_deg"] = round(float(np.degrees(np.arctan2(kc[1, 1] - kc[0, 1], kc[1, 0] - kc[0, 0]))), 2)
     row["pose"] = [round(float(face.head_pose[k]), 1) for k in ("yaw_deg", "pitch_deg", "roll_deg")]
     row["matting"] = face.backend.get("matting")
+    if face.backend.get("matting_note"):
+        row["matting_note"] = face.backend["matting_note"]
     row["refinement"] = face.extra["refinement"]["method"]
     row["refine_s"] = round(float(face.extra["refinement"]["s"]), 3)
     mesh = face.extra.get("facemesh")
@@ -638,6 +640,9 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
                      f"{_f(r.get('hair_kept_proxy'), '{:.3f}')} / {_f(r.get('hair_kept_proxy_grabcut'), '{:.3f}')} | "
                      f"{_f(r.get('iou_true'), '{:.3f}')} / {_f(r.get('iou_true_grabcut'), '{:.3f}')} | "
                      f"{_f(r.get('hair_kept_true'), '{:.3f}')} |")
+    split = [f"{r['id']} ({r['matting_note']})" for r in rows if r.get("matting_note")]
+    lines += ["", "Another person split off the subject's matte (face.json `backend.matting_note`): "
+              + ("; ".join(split) if split else "none") + "."]
     gt = [r for r in rows if r.get("kind") == "render"]
     if gt:
         lines += ["", "## Ground-truth renders", "",
