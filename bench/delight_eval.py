@@ -21,26 +21,56 @@ Held-out (--held-out; never used while tuning recon/delight.py): other heads (cl
 LIGHTINGS (warm key from the upper right-front, blue sky ambient), and an albedo with darker skin and dark
 hair strands over the crown and back (hair is dark *albedo*, not shadow: it must not come back brightened).
 
+Sweep (--sweep tune|never|all): harder and more varied than the cases above. Each case is drawn from its seed:
+a head (ada, ben, cleo, dev), a key direction (recon.synth.lighting.SWEEP_KEY_DIRECTIONS, from above, the side,
+below, behind-below, jittered), light colours (white, white key + fill, warm key + cool fill, the reverse,
+green key + magenta fill), an ambient level (dark, low, blue sky, bright) and an albedo (skin light / medium /
+dark x hair none / light / dark over the back and crown, recon.synth.albedo). Seeds 0-11 (+ 2 unlit controls)
+are the "tune" split; seeds 1000-1011 (+ 2 unlit) the "never" split, which is never looked at while tuning
+recon/delight.py and is reported separately. Per case: the worst region's MAE* ratio (lit / de-lit) and the
+angle between the estimated and the true key light. --fast: 40 + 4 cases per split (seeds 0-39 / 1000-1039),
+shaded directly in texel space, encode(decode(albedo) E(n)) rounded to 8 bits, on the layout of the head's unlit
+bake (no render, no view blending: a quick and milder proxy). Numbers: bench/DELIGHT_EVAL.md.
+
+Renders and the painted (not yet de-lit) atlas are cached (--cache, default ~/.cache/spin-to-mesh/delight_eval,
+keyed by the case and the source of the renderer and the baker), so a rerun costs the de-lighting and the fill.
+
     .venv/bin/python bench/delight_eval.py [--heads ada,ben] [--size 256] [--texture 512] [--faces 40000]
     .venv/bin/python bench/delight_eval.py --held-out
+    .venv/bin/python bench/delight_eval.py --sweep tune   # or never, all
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
+import inspect
+import os
+import pickle
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import recon.texture as texture_mod
 from recon.cameras import cameras_from_frames
-from recon.delight import DelightConfig
+from recon.delight import DelightConfig, estimate_view_gains
 from recon.mesh_ops import vertex_normals
 from recon.metrics import REGIONS
 from recon.raster import TorchRasterizer, interpolate
 from recon.synth import LIGHTINGS, GroundTruthHead, person_head, procedural_albedo, product_views, render_viewset
-from recon.synth.lighting import DirectionalLight, SceneLighting
+from recon.synth.albedo import HAIR_COLOURS, SKIN_TONES, skin_hair_albedo
+from recon.synth.lighting import (
+    SWEEP_AMBIENTS,
+    SWEEP_COLOURS,
+    SWEEP_KEY_DIRECTIONS,
+    DirectionalLight,
+    SceneLighting,
+    sweep_lighting,
+)
 from recon.texture import TextureConfig, bake_texture, uv_to_pixels
 
 LUMA = np.array([0.2126, 0.7152, 0.0722])
@@ -69,9 +99,52 @@ def dark_skin_hair_albedo(head: GroundTruthHead):
     return albedo
 
 
+def _hair_mask(head: GroundTruthHead):
+    return lambda points: np.isin(head.regions(points), HAIR_REGIONS)
+
+
 ALBEDOS = {"procedural": lambda head: procedural_albedo, "dark_skin_hair": dark_skin_hair_albedo}
+for _skin in SKIN_TONES:
+    for _hair in HAIR_COLOURS:  # sweep albedos: "skin-<tone>/hair-<colour>"
+        ALBEDOS[f"skin-{_skin}/hair-{_hair}"] = (
+            lambda head, _s=_skin, _h=_hair: skin_hair_albedo(_s, _h, _hair_mask(head))
+        )
 HELD_OUT_CASES = [("cleo", "warm_top_right", "procedural"), ("dev", "hard_side", "dark_skin_hair"),
                   ("ada", "coloured", "dark_skin_hair")]
+
+SWEEP_HEADS = ("ada", "ben", "cleo", "dev")
+SWEEP_SPLITS = {"tune": range(0, 12), "never": range(1000, 1012)}  # rendered: about 1 min a case on 2 cores
+SWEEP_UNLIT = {"tune": range(100, 102), "never": range(1100, 1102)}
+FAST_SPLITS = {"tune": range(0, 40), "never": range(1000, 1040)}  # --fast: shaded in texel space, seconds a case
+FAST_UNLIT = {"tune": range(100, 104), "never": range(1100, 1104)}
+
+
+def sweep_seeds(split: str, fast: bool = False) -> list[int]:
+    lit, unlit = (FAST_SPLITS, FAST_UNLIT) if fast else (SWEEP_SPLITS, SWEEP_UNLIT)
+    return list(lit[split]) + list(unlit[split])
+
+
+def sweep_cases(split: str, fast: bool = False) -> list[tuple[str, SceneLighting | None, str]]:
+    """(head, lighting, albedo) per seed of the split: every key direction in turn, the albedos in turn,
+    colours / ambient / head / jitter drawn from the seed; then the split's unlit controls."""
+    keys, skins, hairs = list(SWEEP_KEY_DIRECTIONS), list(SKIN_TONES), list(HAIR_COLOURS)
+    cases = []
+    lit_seeds, unlit_seeds = (FAST_SPLITS, FAST_UNLIT) if fast else (SWEEP_SPLITS, SWEEP_UNLIT)
+    for s in lit_seeds[split]:
+        rng = np.random.default_rng(s)
+        key = keys[s % len(keys)]
+        combo = (s * 5 + (s // len(keys))) % (len(skins) * len(hairs))
+        albedo = f"skin-{skins[combo // len(hairs)]}/hair-{hairs[combo % len(hairs)]}"
+        colours = str(rng.choice(list(SWEEP_COLOURS)))
+        ambient = str(rng.choice(list(SWEEP_AMBIENTS)))
+        jitter = tuple(float(x) for x in rng.normal(0.0, 0.15, 3))
+        head = SWEEP_HEADS[int(rng.integers(len(SWEEP_HEADS)))]
+        cases.append((head, sweep_lighting(key, colours, ambient, jitter), albedo))
+    for s in unlit_seeds[split]:
+        rng = np.random.default_rng(s)
+        albedo = f"skin-{skins[int(rng.integers(3))]}/hair-{hairs[int(rng.integers(3))]}"
+        cases.append((SWEEP_HEADS[int(rng.integers(len(SWEEP_HEADS)))], None, albedo))
+    return cases
 
 
 def decimated(head: GroundTruthHead, faces: int) -> GroundTruthHead:
@@ -129,21 +202,90 @@ def scores(texture: np.ndarray, truth: dict, regions: np.ndarray, key: np.ndarra
     return out
 
 
-def run_case(head: GroundTruthHead, lighting_name: str, size: int, texture: int, albedo: str = "procedural") -> dict:
-    lighting = ALL_LIGHTINGS.get(lighting_name)
-    albedo_fn = ALBEDOS[albedo](head)
+CODE_FILES = ("recon/texture.py", "recon/raster.py", "recon/cameras.py", "recon/mesh_ops.py", "recon/synth/render.py",
+              "recon/synth/lighting.py", "recon/synth/albedo.py", "recon/synth/people.py", "recon/synth/heads.py")
+
+
+def _code_digest() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(inspect.getsource(estimate_view_gains).encode())  # the only de-lighting part of the paint
+    for name in CODE_FILES:
+        h.update((root / name).read_bytes())
+    h.update(inspect.getsource(dark_skin_hair_albedo).encode())
+    return h.hexdigest()[:16]
+
+
+def _painted(head, lighting, albedo, albedo_fn, size, texture, cache: Path | None):
+    """The painted atlas (before de-lighting) and the per-texel truth, from the cache or rendered and painted."""
+    key = repr((head.name, len(head.faces), lighting, albedo, size, texture, _code_digest()))
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pkl" if cache else None
+    if path is not None and path.exists():
+        with path.open("rb") as fh:
+            return pickle.load(fh)
     vs = render_viewset(head, product_views(24), size=size, normal_frame="world", lighting=lighting,
                         albedo_fn=albedo_fn)
     cams = cameras_from_frames(vs.frames, "cpu")
     images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
     masks = np.stack([f.mask for f in vs.frames])
-    t0 = time.perf_counter()
-    baked = bake_texture(head.vertices, head.faces, cams, images, masks, [f.is_input for f in vs.frames],
-                         TextureConfig(size=texture, delight=DelightConfig()))
-    seconds = time.perf_counter() - t0
-    truth = texel_truth(baked, texture, albedo_fn)
-    regions = head.regions(truth["points"])
-    key = lighting.key_direction() if lighting is not None else None
+    cfg = TextureConfig(size=texture, delight=DelightConfig())
+    atlas = texture_mod._paint_texels(head.vertices, head.faces, cams, images, masks, [f.is_input for f in vs.frames],
+                                      cfg, TorchRasterizer())
+
+    class _Layout:  # what texel_truth reads of a BakedTexture
+        vertices, faces, uv = head.vertices[atlas.vmap], atlas.faces, atlas.uv
+
+    truth = texel_truth(_Layout, texture, albedo_fn)
+    truth["regions"] = head.regions(truth["points"])
+    out = {"atlas": atlas, "truth": truth}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(out, fh)
+        tmp.replace(path)
+    return out
+
+
+def _shaded_in_texel_space(head, lighting, albedo, albedo_fn, size, texture, cache):
+    """--fast: the head's unlit procedural bake gives the atlas layout, normals and which texels the views paint;
+    each painted texel is shaded directly, encode(decode(albedo) E(n)), and rounded to 8 bits (no render)."""
+    layout = _painted(head, None, "procedural", procedural_albedo, size, texture, cache)
+    atlas = copy.deepcopy(layout["atlas"])
+    truth = dict(layout["truth"])
+    pts = torch.tensor(truth["points"], dtype=torch.float64)
+    truth["albedo"] = albedo_fn(pts).numpy()
+    colour = truth["albedo"] if lighting is None else lit_colours(truth["albedo"], truth["normals"], lighting)
+    chart_colour = np.zeros(atlas.colour.shape, np.float32)
+    chart_colour[truth["chart"]] = np.round(colour * 255) / 255
+    atlas.colour = np.where(atlas.painted[..., None], chart_colour, 0.0).astype(np.float32)
+    return {"atlas": atlas, "truth": truth}
+
+
+def lit_colours(albedo: np.ndarray, normals: np.ndarray, lighting: SceneLighting) -> np.ndarray:
+    from recon.synth.lighting import lit
+
+    return lit(torch.tensor(albedo), torch.tensor(normals), lighting).numpy()
+
+
+def run_case(head: GroundTruthHead, lighting_name, size: int, texture: int, albedo: str = "procedural",
+             cache: Path | None = None, cfg: DelightConfig | None = None, fast: bool = False) -> dict:
+    """One case; `lighting_name`: a name in ALL_LIGHTINGS ("unlit": none) or a SceneLighting."""
+    lighting = lighting_name if isinstance(lighting_name, SceneLighting) else ALL_LIGHTINGS.get(lighting_name)
+    albedo_fn = ALBEDOS[albedo](head)
+    make = _shaded_in_texel_space if fast else _painted
+    painted = make(head, lighting, albedo, albedo_fn, size, texture, cache)
+    truth = painted["truth"]
+    original = texture_mod._paint_texels
+    texture_mod._paint_texels = lambda *a, **k: copy.deepcopy(painted["atlas"])  # the bake from the painted atlas
+    try:
+        t0 = time.perf_counter()
+        baked = bake_texture(head.vertices, head.faces, None, None, None, [],
+                             TextureConfig(size=texture, delight=cfg or DelightConfig()))
+        seconds = time.perf_counter() - t0
+    finally:
+        texture_mod._paint_texels = original
+    regions = truth["regions"]
+    key = lighting.key_direction() if lighting is not None and lighting.lights else None
     lit = baked.albedo_lit if baked.albedo_lit is not None else baked.albedo
     return {
         "before": scores(lit, truth, regions, key),
@@ -151,7 +293,47 @@ def run_case(head: GroundTruthHead, lighting_name: str, size: int, texture: int,
         "bake_s": seconds,
         "delight_s": baked.lighting.extra.get("seconds", float("nan")) if baked.lighting is not None else 0.0,
         "lighting": baked.lighting.as_dict() if baked.lighting is not None else None,
+        "key": key,
     }
+
+
+def _key_angle(res: dict) -> float:
+    """Degrees between the true key light and the estimated one (nan: either is missing)."""
+    est = (res["lighting"] or {}).get("key_light_direction")
+    if est is None or res["key"] is None:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(np.dot(est, res["key"]), -1.0, 1.0))))
+
+
+def run_sweep(split: str, heads: dict, args, cache: Path | None) -> list[dict]:
+    print(f"{'split':5} {'seed':>4} {'head':5} {'lighting':42} {'albedo':24} {'MAE* lit':>8} {'delit':>6} {'x':>5} "
+          f"{'worst':>5} {'region':6} {'level':>5} {'key°':>5}")
+    rows = []
+    for seed, (name, lighting, albedo) in zip(sweep_seeds(split, args.fast), sweep_cases(split, args.fast),
+                                              strict=True):
+        head = heads.setdefault(name, decimated(person_head(name), args.faces))
+        res = run_case(head, lighting if lighting is not None else "unlit", args.size, args.texture, albedo, cache,
+                       fast=args.fast)
+        b, a = res["before"], res["after"]
+        ratios = {r: b[r]["mae_aligned"] / max(a[r]["mae_aligned"], 1e-9) for r in b}
+        worst = min((r for r in ratios if r != "all"), key=ratios.get)
+        row = {"split": split, "seed": seed, "head": name, "lighting": lighting.name if lighting else "unlit",
+               "albedo": albedo, "lit": b["all"]["mae_aligned"], "delit": a["all"]["mae_aligned"],
+               "ratio": ratios["all"], "worst": ratios[worst], "worst_region": worst,
+               "level": a[worst]["level"], "key_angle": _key_angle(res)}
+        rows.append(row)
+        print(f"{split:5} {seed:4d} {name:5} {row['lighting']:42} {albedo:24} {row['lit']:8.2f} {row['delit']:6.2f} "
+              f"{row['ratio']:5.2f} {row['worst']:5.2f} {worst:6} {row['level']:5.2f} {row['key_angle']:5.1f}",
+              flush=True)
+    lit_rows = [r for r in rows if r["lighting"] != "unlit"]
+    misses = [r for r in lit_rows if r["worst"] < 2.0]
+    unlit = [r for r in rows if r["lighting"] == "unlit"]
+    print(f"# {split}{' fast' if args.fast else ''}: {len(lit_rows)} lit cases, worst-region ratio min "
+          f"{min(r['worst'] for r in lit_rows):.2f}x, "
+          f"median {np.median([r['worst'] for r in lit_rows]):.2f}x, {len(misses)} below 2x"
+          + (" (" + ", ".join(f"{r['seed']}" for r in misses) + ")" if misses else "")
+          + "; unlit MAE* " + ", ".join(f"{r['lit']:.2f} -> {r['delit']:.2f}" for r in unlit))
+    return rows
 
 
 def main() -> None:
@@ -162,11 +344,28 @@ def main() -> None:
     ap.add_argument("--texture", type=int, default=512, help="texture atlas side")
     ap.add_argument("--faces", type=int, default=40_000, help="ground-truth mesh triangles")
     ap.add_argument("--held-out", action="store_true", help="run the held-out cases (HELD_OUT_CASES) instead")
+    ap.add_argument("--sweep", choices=["tune", "never", "all"], help="run the sweep's split(s) instead")
+    ap.add_argument("--fast", action="store_true",
+                    help="sweep: shade the texels directly (no render; FAST_SPLITS, more cases) instead")
+    ap.add_argument("--cache", default=os.environ.get("DELIGHT_EVAL_CACHE",
+                                                      str(Path.home() / ".cache/spin-to-mesh/delight_eval")),
+                    help="folder for rendered + painted atlases ('' = no cache)")
     args = ap.parse_args()
+    cache = Path(args.cache) if args.cache else None
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    mode = "; HELD-OUT cases" if args.held_out else f"; SWEEP {args.sweep}" if args.sweep else ""
+    mode += " (fast: shaded in texel space)" if args.sweep and args.fast else ""
     print(f"# delight_eval: {platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; 24 views at {args.size} px, "
-          f"{args.texture} px atlas, GT mesh {args.faces} faces" + ("; HELD-OUT cases" if args.held_out else ""))
+          f"{args.texture} px atlas, GT mesh {args.faces} faces" + mode)
+    heads: dict[str, GroundTruthHead] = {}
+    t_all = time.perf_counter()
+    if args.sweep:
+        rows = []
+        for split in (["tune", "never"] if args.sweep == "all" else [args.sweep]):
+            rows += run_sweep(split, heads, args, cache)
+        print(f"# wall time {time.perf_counter() - t_all:.0f} s")
+        return
     header = f"{'head':6} {'lighting':20} {'albedo':14} {'region':6} {'MAE lit':>7} {'delit':>6} {'x':>5} " \
              f"{'MAE* lit':>8} {'delit':>6} {'x':>5} {'corr lit':>8} {'delit':>6} {'slope':>6} {'level':>5}"
     print(header)
@@ -175,11 +374,9 @@ def main() -> None:
     else:
         cases = [(h, ln, "procedural") for h in args.heads.split(",") for ln in args.lightings.split(",")]
     worst: dict[str, float] = {}
-    heads: dict[str, GroundTruthHead] = {}
-    t_all = time.perf_counter()
     for name, lighting, albedo in cases:
         head = heads.setdefault(name, decimated(person_head(name), args.faces))
-        res = run_case(head, lighting, args.size, args.texture, albedo)
+        res = run_case(head, lighting, args.size, args.texture, albedo, cache)
         for region, b in res["before"].items():
             a = res["after"][region]
             x, xa = b["mae"] / max(a["mae"], 1e-9), b["mae_aligned"] / max(a["mae_aligned"], 1e-9)
@@ -195,6 +392,7 @@ def main() -> None:
     print("# smallest MAE* improvement over regions and heads: "
           + ", ".join(f"{k} {v:.2f}x" for k, v in worst.items()))
     print(f"# wall time {time.perf_counter() - t_all:.0f} s")
+
 
 if __name__ == "__main__":
     main()

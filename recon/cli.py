@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--texture-size", type=int, default=2048, metavar="PX",
                    help="side of the baked albedo texture in pixels (default 2048)")
-    p.add_argument("--target-faces", type=int, default=30_000, help="faces of the fitted mesh (default 30000)")
+    p.add_argument("--target-faces", type=int, default=100_000,
+                   help="faces of the fitted mesh before texturing (default 100000; the exporter's LODs are smaller)")
     p.add_argument("--rounds", type=int, default=8, help="normal-fusion rounds (default 8)")
     p.add_argument("--hull-voxel", type=float, default=0.006, help="visual-hull voxel in ViewSet units (default 0.006)")
     p.add_argument(

@@ -57,6 +57,23 @@ on the key's elevation: the inlier criterion alone finds keys from above.) The c
 256 directions at once (the SH block of the normal equations is shared), and the starts are fitted on the
 15 000-texel search subset (only the winner on all 60 000), so the six fits cost what one did.
 
+Robust scale: σ is the prior-weighted MAD. Hair over the back and the crown can be half the texels or more (51 % on
+a head with dark hair); a plain MAD is then the hair's spread, and the hair counts as good data.
+
+Model choice (so an unlit head stays unlit): besides the SH + key fits, one constant shading and SH alone are
+fitted; the kept model has the lowest robust loss + model_penalty x its free parameters per channel (1, 9, 12),
+all at the common scale. Unlit, the albedo's own broad colour patches lower the loss of SH + key by about 0.01
+(the constant model wins by a margin); under any of the bench's lights the constant model's loss is 0.4-0.6
+higher.
+
+Second material (_second_material): hair is a second albedo under the same light, c_t = g ⊙ A ⊙ s(n_t) on its
+texels, and where it covers every upward normal its shading is the only evidence of the light there. After the
+fit, the busy texels (prior < material_prior) darker than half the fit (or brighter than twice it: blond hair on
+dark skin) form it; g per channel (a 1-D search of the profiled least squares, β in closed form) and the light
+are refitted together, the hair's residuals at their own spread. Then the key's direction is searched again with
+g divided out, and the new direction kept if its two-material robust loss is lower (a key from above lights
+mostly hair).
+
 De-lit albedo, with the shading clamped from below where the fit has no support:
 
     a_t = c_t / (s(n_t) max(1, s_min / lum s(n_t))),   s_min = max(floor, P_1 of lum s over the inliers)
@@ -82,6 +99,7 @@ WELL_LIT_PERCENTILE = 95.0
 HUBER_K = 1.345
 TUKEY_C = 4.685
 MAD_TO_SIGMA = 1.4826
+GOLDEN = (math.sqrt(5) - 1) / 2
 MIN_SIGMA = 0.01  # the monotone IRLS scale stops shrinking at 1% of the shading (below any photo's noise)
 
 
@@ -104,11 +122,21 @@ class DelightConfig:
     texture_sigma: float = 0.12  # local std of log luminance at which the prior halves
     shading_floor: float = 0.08  # de-lit albedo = c / max(s, s_min), s_min >= floor (P95 lum(s) = 1)
     floor_percentile: float = 1.0  # s_min >= this percentile of lum(s) over the inlier texels
+    weighted_scale: bool = True  # the robust scale is the prior-weighted MAD (hair may be most of the texels)
     monotone_scale: bool = True  # the IRLS scale never grows (an outlier cluster cannot widen its own tolerance)
     directions_per_start: int = 3  # the best few coarse key directions, each fitted (multi-start)
     start_separation: float = 25.0  # degrees between them
     bright_start: bool = True  # a second start of the robust fit from the brighter texels (see estimate_lighting)
     bright_percentile: float = 50.0  # its first solve uses the texels above this luminance percentile
+    second_material: bool = True  # refit with the dark busy texels (hair) as a second material (_second_material)
+    material_prior: float = 0.6  # its texels: texture prior below this ...
+    material_ratio: float = 0.5  # ... and darker than this share of the fit
+    brighter_material: bool = True  # ... or brighter than its inverse (blond hair on dark skin)
+    material_share: float = 0.05  # only if they are at least this share of the samples
+    material_weight: float = 0.25  # their prior in the refit is at least this
+    material_search: bool = True  # search the key's direction again with the second material divided out
+    select_model: bool = True  # also fit a constant shading and SH only; keep the best penalised robust score
+    model_penalty: float = 0.003  # robust loss (mean Tukey ρ in [0, 1]) added per free parameter per channel
     view_gains: bool = True
     seed: int = 0
 
@@ -179,7 +207,7 @@ def _penalty(size: int, cfg: DelightConfig) -> np.ndarray:
     """Diagonal of the regulariser: ridge on all, plus λ l²(l+1)² on SH band l (the key light is free)."""
     band = SH_BAND.astype(np.float64)
     smooth = cfg.band_penalty * (band * (band + 1)) ** 2
-    return cfg.ridge + np.concatenate([smooth, np.zeros(size - SH_COEFFS)])
+    return cfg.ridge + np.concatenate([smooth, np.zeros(max(size - SH_COEFFS, 0))])[:size]
 
 
 def _solve(design: np.ndarray, colours: np.ndarray, weights: np.ndarray, penalty: np.ndarray) -> np.ndarray:
@@ -191,12 +219,18 @@ def _solve(design: np.ndarray, colours: np.ndarray, weights: np.ndarray, penalty
 
 
 def _robust_weights(
-    residual: np.ndarray, kind: str, dark_scale: float = 1.0, cap: float = 0.0
+    residual: np.ndarray,
+    kind: str,
+    dark_scale: np.ndarray | float = 1.0,
+    cap: float = 0.0,
+    prior: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Huber or Tukey weights of per-sample residual norms, scaled by 1.4826 MAD (at most `cap` if > 0);
-    darker-than-fit x dark_scale."""
+    darker-than-fit x dark_scale. With `prior`, the MAD is the prior-weighted median (texels the prior
+    distrusts, e.g. hair strands, cannot set the scale even where they outnumber the skin)."""
     e = np.linalg.norm(residual, axis=1)
-    sigma = max(MAD_TO_SIGMA * float(np.median(e)), 1e-6)
+    med = float(np.median(e)) if prior is None else _weighted_median(e, prior)
+    sigma = max(MAD_TO_SIGMA * med, 1e-6)
     if cap > 0:
         sigma = max(min(sigma, cap), MIN_SIGMA)
     u = np.where(residual @ LUMA < 0, dark_scale, 1.0) * e / sigma
@@ -212,11 +246,20 @@ def _predicted_level(design: np.ndarray, coef: np.ndarray, predicted: np.ndarray
 
 
 def _irls(
-    design: np.ndarray, colours: np.ndarray, prior: np.ndarray, cfg: DelightConfig, start: np.ndarray | None = None
+    design: np.ndarray,
+    colours: np.ndarray,
+    prior: np.ndarray,
+    cfg: DelightConfig,
+    start: np.ndarray | None = None,
+    dark_scale: np.ndarray | float | None = None,
+    spread: np.ndarray | float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Robust fit (Huber then Tukey, relative residuals); returns coefficients, robust weights, scale.
 
-    `start` (T,): the first solve's weights (the prior if None); the iterations then reweight every sample."""
+    `start` (T,): the first solve's weights (the prior if None); the iterations then reweight every sample.
+    `dark_scale`: per sample (T,) or one value (cfg.dark_scale if None); `spread` (T,): a sample's residual
+    is measured in units of spread x the common scale (a noisier material, e.g. hair strands)."""
+    dark_scale = (cfg.dark_scale if dark_scale is None else dark_scale) / spread
     penalty = _penalty(design.shape[1], cfg)
     robust = np.ones(len(colours))
     sigma = 0.0
@@ -226,7 +269,8 @@ def _irls(
         level = _predicted_level(design, coef, predicted) if cfg.relative else np.ones(len(colours))
         residual = (colours - predicted) / level[:, None]
         kind = "huber" if it < cfg.huber_iterations else "tukey"
-        robust, sigma = _robust_weights(residual, kind, cfg.dark_scale, sigma if cfg.monotone_scale else 0.0)
+        robust, sigma = _robust_weights(residual, kind, dark_scale, sigma if cfg.monotone_scale else 0.0,
+                                        prior if cfg.weighted_scale else None)
         coef = _solve(design, colours, prior * robust / level**2, penalty)
     return coef, robust, sigma
 
@@ -378,14 +422,49 @@ def estimate_lighting(
             _fits_from(sub_n, sub_c, sub_p, None if start is None else start[search], everything, cfg)
         )
     ]
+    if cfg.select_model:  # the simpler models: one constant shading (no light varies with the normal), SH only
+        basis = sh_basis(sub_n)
+        for label, cols in (("constant", 1), ("sh", SH_COEFFS)):
+            c, r, sg = _irls(basis[:, :cols], sub_c, sub_p, cfg)
+            fits.append(("all", label, _pad_sh(c), r, sg, None))
     sigma_ref = min(f[4] for f in fits)
     losses = [_robust_loss(_design(sub_n, f[5]), f[2], sub_c, sub_p, sigma_ref, cfg) for f in fits]
-    chosen = int(np.argmin(losses))
+    scores = [loss + cfg.model_penalty * _parameters(f[1], f[5]) for f, loss in zip(fits, losses, strict=True)]
+    chosen = int(np.argmin(scores))
     start_name, direction = fits[chosen][1], fits[chosen][5]
-    coef, robust, sigma = _irls(_design(normals, direction), colours, prior, cfg, starts[fits[chosen][0]])
-    if direction is not None and float(coef[-1] @ LUMA) <= 0:
+    cols = 1 if start_name == "constant" else SH_COEFFS
+    if direction is not None:
+        coef, robust, sigma = _irls(_design(normals, direction), colours, prior, cfg, starts[fits[chosen][0]])
+    if direction is None or float(coef[-1] @ LUMA) <= 0:
         direction = None
-        coef, robust, sigma = _irls(sh_basis(normals), colours, prior, cfg, starts[fits[chosen][0]])
+        coef, robust, sigma = _irls(sh_basis(normals)[:, :cols], colours, prior, cfg, starts[fits[chosen][0]])
+        coef = _pad_sh(coef)
+    second = None
+    if cfg.second_material and start_name != "constant":
+        start = starts[fits[chosen][0]]
+        coef, robust, sigma, second, state = _second_material(
+            _design(normals, direction), colours, prior, coef, robust, sigma, cfg, start
+        )
+        if state is not None and direction is not None and cfg.material_search:
+            # the key's direction searched again with the second material's colour divided out: a light whose
+            # best-lit normals are all hair (a key from above) is found from the hair's own shading
+            adjusted = np.where(state["member"][:, None], colours / state["g"][None], colours)
+            level = _predicted_level(_design(normals, direction), coef)
+            w = state["weight"] * robust / level**2
+            (d_new,) = _key_directions(normals[search], adjusted[search], w[search], cfg, 1)
+            if abs(float(d_new @ direction)) < math.cos(math.radians(2.0)):
+                c0, r0, s0 = _irls(_design(normals, d_new), colours, prior, cfg, start)
+                c2, r2, s2, info2, state2 = _second_material(_design(normals, d_new), colours, prior, c0, r0, s0, cfg,
+                                                             start)
+                if state2 is not None and float(c2[-1] @ LUMA) > 0:
+                    ref = min(sigma, s2)
+                    old_loss = _material_loss(_design(normals, direction), coef, colours, state, ref, cfg)
+                    new_loss = _material_loss(_design(normals, d_new), c2, colours, state2, ref, cfg)
+                    second = {**(second or {}), "searched": bool(new_loss < old_loss),
+                              "losses": [round(old_loss, 4), round(new_loss, 4)]}
+                    if new_loss < old_loss:
+                        coef, robust, sigma, direction = c2, r2, s2, d_new
+                        second.update(info2)
     if direction is not None:
         coef, direction = _bright_side(coef, direction)
     coef = coef / np.maximum((_design(all_normals, direction) @ coef).mean(0), 1e-9)[None]  # grey on average
@@ -403,8 +482,128 @@ def estimate_lighting(
         residual_sigma=sigma,
         samples=len(colours),
         floor=floor,
-        extra={"start": start_name, "start_losses": {f[1]: round(v, 4) for f, v in zip(fits, losses, strict=True)}},
+        extra={"second_material": second, "start": start_name,
+               "model_choice": "constant" if start_name == "constant" else "sh" if direction is None else "sh+key",
+               "start_losses": {f[1]: round(v, 4) for f, v in zip(fits, losses, strict=True)}},
     )
+
+
+def _second_material(
+    design: np.ndarray,
+    colours: np.ndarray,
+    prior: np.ndarray,
+    coef: np.ndarray,
+    robust: np.ndarray,
+    sigma: float,
+    cfg: DelightConfig,
+    start: np.ndarray | None,
+):
+    """Refit with a second, darker material (hair) that shares the shading: c_t = g ⊙ (D_t β) on its texels.
+
+    Its texels: busy (prior < material_prior: strands) and darker than material_ratio x the fit. Per channel,
+    skin rows c = D β and hair rows c = g D β; g is found by a 1-D search of the profiled least squares (β in
+    closed form for each g), inside the IRLS as in _irls (relative residuals; the hair's at their own scale, the
+    MAD ratio of the two materials, without the darker-than-fit penalty: strands scatter both ways). The hair's
+    own shading then constrains the light on the normals only hair has (a cap over every upward normal) and the
+    hairline ties the two levels, instead of the SH's extrapolation from the skin. (Alternating between g and
+    β stalls: along the cap's level every g is nearly a fixed point. Solving for h = 1/g linearly collapses to
+    h = 0 with no light on the cap.) Returns (coef, robust, sigma, info, state); info and state None without
+    a second material; state: member (T,), g (3,), spread (T,), weight (T,).
+    """
+    predicted = design @ coef
+    ratio = (colours @ LUMA) / np.maximum(predicted @ LUMA, 1e-9)
+    off = (ratio < cfg.material_ratio) | (ratio > 1 / cfg.material_ratio if cfg.brighter_material else False)
+    member = (prior < cfg.material_prior) & off
+    if member.mean() < cfg.material_share or (~member).sum() < 50:
+        return coef, robust, sigma, None, None
+    K = design.shape[1]
+    penalty = _penalty(K, cfg)
+    weight = np.where(member, np.maximum(prior, cfg.material_weight), prior)
+    g = np.array([_weighted_median(colours[member, c] / np.maximum(predicted[member, c], 1e-9), weight[member])
+                  for c in range(3)])
+    g = np.clip(g, 1e-3, 10.0)
+
+    def solve(w: np.ndarray, g_prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        beta, g_new = np.zeros((K, 3)), np.zeros(3)
+        for c in range(3):
+            ws = np.where(member, 0.0, w)
+            wh = np.where(member, w / g_prev[c] ** 2, 0.0)  # relative: hair residuals c - g D β are g times smaller
+            gram_s, gram_h = (design * ws[:, None]).T @ design, (design * wh[:, None]).T @ design
+            r_s, r_h = (design * ws[:, None]).T @ colours[:, c], (design * wh[:, None]).T @ colours[:, c]
+
+            def profile(log_g: float, gram_s=gram_s, gram_h=gram_h, r_s=r_s, r_h=r_h) -> tuple[float, np.ndarray]:
+                gg = math.exp(log_g)
+                gram = gram_s + gg * gg * gram_h
+                gram = gram + np.diag(penalty * np.trace(gram) / K)
+                rhs = r_s + gg * r_h
+                b = np.linalg.solve(gram, rhs)
+                return -float(rhs @ b), b
+
+            lo, hi = math.log(1e-3), math.log(10.0)  # golden section on log g, to 1e-4 relative
+            m1, m2 = hi - GOLDEN * (hi - lo), lo + GOLDEN * (hi - lo)
+            f1, f2 = profile(m1)[0], profile(m2)[0]
+            while hi - lo > 1e-4:
+                if f1 < f2:
+                    hi, m2, f2 = m2, m1, f1
+                    m1 = hi - GOLDEN * (hi - lo)
+                    f1 = profile(m1)[0]
+                else:
+                    lo, m1, f1 = m1, m2, f2
+                    m2 = lo + GOLDEN * (hi - lo)
+                    f2 = profile(m2)[0]
+            g_new[c] = math.exp(0.5 * (lo + hi))
+            beta[:, c] = profile(0.5 * (lo + hi))[1]
+        return beta, g_new
+
+    level = _predicted_level(design, coef)
+    beta, g = solve(weight * (robust if start is None else np.ones(len(colours))) / level**2, g)
+    dark_scale = np.where(member, 1.0, cfg.dark_scale)
+    spread = None
+    sigma = 0.0
+    for it in range(cfg.huber_iterations + cfg.tukey_iterations):
+        predicted = design @ beta
+        level = _predicted_level(design, beta, predicted)
+        target = np.where(member[:, None], colours / g[None], colours)
+        residual = (target - predicted) / level[:, None]
+        if spread is None:
+            e = np.linalg.norm(residual, axis=1)
+            mad = _weighted_median(e[member], weight[member]) / max(_weighted_median(e[~member], weight[~member]), 1e-9)
+            spread = np.where(member, max(1.0, mad), 1.0)
+        kind = "huber" if it < cfg.huber_iterations else "tukey"
+        robust, sigma = _robust_weights(residual, kind, dark_scale / spread, sigma if cfg.monotone_scale else 0.0,
+                                        weight if cfg.weighted_scale else None)
+        beta, g = solve(weight * robust / level**2, g)
+    info = {"share": round(float(member.mean()), 4), "ratio": np.round(g, 4).tolist()}
+    state = {"member": member, "g": g, "spread": spread, "weight": weight}
+    return beta, robust, sigma, info, state
+
+
+def _material_loss(design: np.ndarray, coef: np.ndarray, colours: np.ndarray, state: dict, sigma: float,
+                   cfg: DelightConfig) -> float:
+    """_robust_loss of a two-material fit: the second material's colours divided by its ratio g, its residuals at
+    its own spread and without the darker-than-fit penalty."""
+    member = state["member"]
+    level = _predicted_level(design, coef)
+    target = np.where(member[:, None], colours / state["g"][None], colours)
+    residual = (target - design @ coef) / level[:, None]
+    scale = np.where(member, 1.0, np.where(residual @ LUMA < 0, cfg.dark_scale, 1.0)) / state["spread"]
+    u = scale * np.linalg.norm(residual, axis=1) / sigma
+    rho = np.where(u < TUKEY_C, 1 - (1 - np.minimum(u / TUKEY_C, 1.0) ** 2) ** 3, 1.0)
+    return float((state["weight"] * rho).sum() / max(state["weight"].sum(), 1e-12))
+
+
+def _pad_sh(coef: np.ndarray) -> np.ndarray:
+    """(K, C) coefficients of the first K SH functions -> (9, C) (zeros above)."""
+    if len(coef) >= SH_COEFFS:
+        return coef
+    return np.concatenate([coef, np.zeros((SH_COEFFS - len(coef), coef.shape[1]))], 0)
+
+
+def _parameters(label: str, direction: np.ndarray | None) -> int:
+    """Free parameters per channel of a model (the key's direction counts as 2)."""
+    if label == "constant":
+        return 1
+    return SH_COEFFS + (0 if direction is None else 3)
 
 
 def _bright_side(coef: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ class FusionConfig:
     cg_iterations: int = 80
     drop_fraction: float = 0.2  # share of normal samples with the largest residuals to drop
     cos_power: float = 2.0
-    mu: float = 0.05  # damping towards the current mesh (per round)
+    mu: float = 0.01  # damping towards the current mesh (per round); 0.05 left 8 rounds short of converging
     lambda_sil: float = 1e-3  # per squared pixel of silhouette distance
     lambda_lap: float = 0.02
     max_face_weight: float = 4.0

@@ -165,14 +165,17 @@ def repair_self_intersections(
     fixed: np.ndarray | None = None,
     max_rounds: int = 10,
     reference: np.ndarray | None = None,
+    smoothing_rounds: int = 10,
+    blend_rounds: int = 4,
 ) -> tuple[np.ndarray, int]:
     """Remove crossing faces; returns (vertices, rounds used), rounds = max_rounds (+ reverts) if some remain.
 
-    Folds from normal fusion are local (thin ears, creases), so umbrella smoothing of the crossing
-    faces' vertices and two rings around them removes most of them while leaving the rest
-    untouched. Where smoothing cannot separate two sheets (a thin ear folded through itself), the
-    neighbourhood goes back to `reference` (the crossing-free mesh fusion started from), in rings
-    that grow until nothing crosses.
+    Folds from normal fusion are local (thin ears, creases). Rounds of umbrella smoothing of the crossing
+    faces' vertices and two rings around them (growing) remove most of them. A fold that survives is undone
+    by moving its neighbourhood back toward `reference` (the crossing-free mesh fusion started from) only as
+    far as needed: halfway, then halfway again, in rings that grow, and the whole way as the last resort
+    (reverting outright cost a thin ear 0.04 of normal consistency on a held-out head). Local Taubin
+    smoothing (no shrinkage) was tried instead of the umbrella: it does not separate two crossed sheets.
     """
     v = np.array(vertices, np.float64)
     f = np.asarray(faces, np.int64)
@@ -186,7 +189,8 @@ def repair_self_intersections(
             sel |= (A @ sel.astype(np.float64)) > 0
         return sel
 
-    for rnd in range(max_rounds):
+    rounds = smoothing_rounds if reference is not None else max_rounds
+    for rnd in range(rounds):
         pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, rnd
@@ -196,13 +200,22 @@ def repair_self_intersections(
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
     if reference is None:
         return v, max_rounds
-    for rnd in range(max_rounds):
+    used = rounds
+    for halvings in range(blend_rounds):  # halfway toward the reference, then halfway again
         pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
-            return v, max_rounds + rnd
-        sel = neighbourhood(pairs, 2 + 2 * rnd)  # the reference keeps fixed vertices where they must be
+            return v, used
+        sel = neighbourhood(pairs, 2 + halvings // 2)  # the reference keeps fixed vertices where they must be
+        v[sel] = 0.5 * (reference[sel] + v[sel])
+        used += 1
+    for rnd in range(max_rounds):  # the reference itself, in rings that grow until nothing crosses
+        pairs = intersecting_face_pairs(v, f)
+        if len(pairs) == 0:
+            return v, used
+        sel = neighbourhood(pairs, 2 + 2 * rnd)
         v[sel] = reference[sel]
-    return v, 2 * max_rounds
+        used += 1
+    return v, used
 
 
 def _segment_hits_triangle(p: np.ndarray, q: np.ndarray, t: np.ndarray, eps: float = 1e-9) -> np.ndarray:

@@ -9,8 +9,10 @@ per-view reprojection errors, a verdict computed from them:
 * normal agreement per view: mean angle between the mesh's normals and the view's normals;
 * a view disagrees with the rest when either number is an outlier among the views (beyond
   median + `k` x 1.4826 MAD, and past an absolute floor so a uniformly excellent set flags nothing),
-  or when it misses an absolute bar outright. Generated views that contradict the others are what
-  the reconstruction had to outvote: they say where to look first.
+  or when it misses an absolute bar outright, or when its whole normal map is turned against the
+  shape by more than recon.normal_align corrects (a wrong camera or normal frame, not a tilt).
+  Generated views that contradict the others are what the reconstruction had to outvote: they say
+  where to look first.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def self_check(views: list[dict], cfg: SelfCheckConfig | None = None) -> dict:
             reasons.append(f"silhouette off by {offset[i]:.2f} px (median {np.median(offset):.2f} px)")
         if bad_normal[i]:
             reasons.append(f"normal error {nerr_f[i]:.1f} deg (median {np.median(nerr_f):.1f})")
+        if v.get("normal_rotation_applied") is False and v.get("normal_rotation_deg"):
+            reasons.append(f"normal map turned {v['normal_rotation_deg']:.1f} deg against the shape (not corrected)")
         if reasons:
             disagree.append({"view": int(v["view"]), "azimuth_deg": v["azimuth_deg"],
                              "elevation_deg": v["elevation_deg"], "why": "; ".join(reasons)})

@@ -341,3 +341,132 @@ def test_texture_prior_is_low_on_strands_and_high_on_smooth_shading():
     painted = np.ones((size, size), bool)
     assert np.median(texture_prior(ramp, painted)) > 0.9
     assert np.median(texture_prior(strands, painted)) < 0.3
+
+
+def _patchy_albedo(n: np.ndarray) -> np.ndarray:
+    """sRGB skin with a smooth ±10% pattern and two broad colour patches (a red cheek, a bluish back of the
+    head): low-frequency albedo that an SH + key light fit can mistake for coloured light."""
+    albedo = np.array([0.8, 0.6, 0.5]) * (1 + 0.1 * np.sin(9 * n[:, :1]) * np.sin(7 * n[:, 1:2] + 1))
+    red = np.exp(-((n - [0.6, -0.2, 0.77]) ** 2).sum(1) / 0.1)[:, None]
+    blue = np.exp(-((n - [-0.5, 0.3, -0.8]) ** 2).sum(1) / 0.15)[:, None]
+    return np.clip(albedo + red * [0.15, -0.3, -0.25] + blue * [-0.35, -0.15, 0.3], 0, 1)
+
+
+def test_unlit_input_stays_unlit():
+    """No light at all (the bench's control): the penalised model choice keeps one constant shading, so no key
+    light and no shading is invented (the SH + key model used to find a 'light' of 4% in the albedo's
+    colour patches) and the de-lit albedo is the input."""
+    n = fibonacci_sphere(20_000)
+    albedo = _patchy_albedo(n)
+    fit = estimate_lighting(srgb_to_linear(albedo), n)
+    s = fit.shading(n) @ LUMA
+    assert s.std() / s.mean() < 0.005
+    delit = delight_colours(albedo, n, fit)
+    gain = (delit * albedo).sum(0) / (delit**2).sum(0)
+    assert 255 * np.abs(delit * gain - albedo).max() < 1.0
+    assert fit.direction is None and fit.directional is None and fit.extra["model_choice"] == "constant"
+    json.dumps(fit.as_dict())
+
+
+def test_a_real_light_is_not_taken_for_albedo():
+    """The other side of the model choice: the same patchy albedo under the bench's lightings keeps its key."""
+    n = fibonacci_sphere(20_000)
+    albedo = _patchy_albedo(n)
+    for name in ("ambient_directional", "coloured", "hard_side"):
+        lighting = LIGHTINGS[name]
+        observed = linear_to_srgb(srgb_to_linear(albedo) * lighting.irradiance_np(n))
+        fit = estimate_lighting(srgb_to_linear(observed), n)
+        assert fit.direction @ lighting.key_direction() > 0.98, name
+        assert fit.extra.get("model_choice", "sh+key") == "sh+key", name
+
+
+def test_robust_scale_is_set_by_the_texels_the_prior_trusts():
+    """60% of the residuals large (hair, prior 0.25), 40% small (skin, prior 1): the plain MAD is the hair's,
+    the prior-weighted one the skin's (the held-out miss: hair over the back and crown, most of the texels,
+    set the scale and counted as good data)."""
+    from recon.delight import _robust_weights
+
+    rng = np.random.default_rng(0)
+    skin = rng.normal(0, 0.02, (4000, 3))
+    hair = rng.normal(0, 0.5, (6000, 3))
+    residual = np.concatenate([skin, hair])
+    prior = np.r_[np.ones(4000), np.full(6000, 0.25)]
+    _, plain = _robust_weights(residual, "tukey")
+    weights, weighted = _robust_weights(residual, "tukey", prior=prior)
+    assert plain > 0.5 and weighted < 0.1
+    assert weights[4000:].mean() < 0.1 < 0.8 < weights[:4000].mean()
+
+
+@pytest.mark.parametrize("hairline", [0.2, -0.2])
+def test_hair_over_most_of_the_head_under_coloured_light(hairline):
+    """Issue 17's held-out miss (ada, coloured, dark skin + dark hair): dark hair over the back and every normal
+    above the hairline, 44% and 60% of the sphere, on dark skin, under the warm key + cool fill. The key is found
+    within 6 degrees; the hair, a second material that shares the light (its colour ratio to the skin comes
+    back within 15%), is neither brightened nor darkened by more than 8%, overall and at the very top (before:
+    the top of the cap came back 31% / 73% too bright, and with 60% hair the key was put 119 degrees off)."""
+    n = fibonacci_sphere(20_000)
+    lighting = LIGHTINGS["coloured"]
+    key = lighting.key_direction()
+    skin = (0.36, 0.23, 0.16)
+    albedo, hair = _head_like_albedo(n, skin, hairline=hairline)
+    observed = linear_to_srgb(srgb_to_linear(albedo) * lighting.irradiance_np(n))
+    fit = estimate_lighting(srgb_to_linear(observed), n, prior=np.where(hair, 0.25, 1.0))
+    assert np.degrees(np.arccos(np.clip(fit.direction @ key, -1, 1))) < 6.0
+    delit = delight_colours(observed, n, fit)
+    gain = (delit[~hair] * albedo[~hair]).sum(0) / (delit[~hair] ** 2).sum(0)
+    top = hair & (n[:, 1] > 0.7)
+    for sel in (hair, top):
+        assert np.median((delit[sel] * gain) @ LUMA / (albedo[sel] @ LUMA)) == pytest.approx(1.0, abs=0.08)
+    assert fit.extra["second_material"]["share"] > 0.35
+
+
+def test_a_second_material_recovers_its_colour_ratio():
+    """Noise-free dark hair cap (40% of the sphere) on dark skin under the coloured light: the two-material fit
+    gives the hair / skin albedo ratio within 6% per channel and the top of the cap within 5% of its albedo."""
+    n = fibonacci_sphere(20_000)
+    lighting = LIGHTINGS["coloured"]
+    skin, hair_rgb = np.array([0.36, 0.23, 0.16]), np.array([0.14, 0.09, 0.06])
+    albedo, hair = _head_like_albedo(n, tuple(skin), hairline=0.2)
+    albedo[hair] = hair_rgb
+    observed = linear_to_srgb(srgb_to_linear(albedo) * lighting.irradiance_np(n))
+    fit = estimate_lighting(srgb_to_linear(observed), n, prior=np.where(hair, 0.25, 1.0))
+    np.testing.assert_allclose(fit.extra["second_material"]["ratio"], srgb_to_linear(hair_rgb) / srgb_to_linear(skin),
+                               rtol=0.06)
+    delit = delight_colours(observed, n, fit)
+    gain = (delit[~hair] * albedo[~hair]).sum(0) / (delit[~hair] ** 2).sum(0)
+    top = hair & (n[:, 1] > 0.7)
+    assert np.median((delit[top] * gain) @ LUMA / (albedo[top] @ LUMA)) == pytest.approx(1.0, abs=0.05)
+
+
+def test_sweep_cases_are_harder_and_split():
+    """bench/delight_eval.py --sweep: the tune and never-tuned splits share no seed, each has keys from below and
+    behind, both colour orders of key and fill, every skin tone and hair colour, and unlit controls; a fill
+    comes from the other side of the head."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from recon.synth.lighting import SWEEP_KEY_DIRECTIONS, sweep_lighting
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "delight_eval.py"
+    spec = importlib.util.spec_from_file_location("delight_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["delight_eval"] = bench
+    spec.loader.exec_module(bench)
+    for fast in (False, True):
+        seeds = {split: set(bench.sweep_seeds(split, fast)) for split in ("tune", "never")}
+        assert not seeds["tune"] & seeds["never"]
+        for split in ("tune", "never"):
+            cases = bench.sweep_cases(split, fast)
+            lit = [c for c in cases if c[1] is not None]
+            assert len(lit) < len(cases)  # unlit controls
+            keys = [c[1].key_direction() for c in lit]
+            assert min(k[1] for k in keys) < -0.5 and min(k[2] for k in keys) < -0.5  # below, behind
+            names = {c[1].name.split("/")[1] for c in lit}
+            assert {"warm_key_cool_fill", "cool_key_warm_fill"} <= names or not fast
+            albedos = {c[2] for c in lit}
+            assert {a.split("/")[0] for a in albedos} == {"skin-light", "skin-medium", "skin-dark"}
+            assert {a.split("/")[1] for a in albedos} == {"hair-none", "hair-light", "hair-dark"}
+    assert len(SWEEP_KEY_DIRECTIONS) >= 8
+    light = sweep_lighting("left", "warm_key_cool_fill", "low")
+    assert light.lights[0].direction[0] > 0.9 and light.lights[1].direction[0] < -0.5

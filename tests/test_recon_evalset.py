@@ -378,3 +378,16 @@ def test_shown_crop_ends_each_side_of_the_neck_where_the_views_stop_showing_it(h
                               report_seen=False)
     assert ok["regions"]["neck"]["recall@5mm"] > 0.97
     assert strict["regions"]["neck"]["recall@5mm"] < ok["regions"]["neck"]["recall@5mm"] - 0.05
+
+
+def test_simplification_meets_its_face_budget_on_a_head_with_thin_ears(heads):
+    """fast_simplification's default schedule pinched non-manifold edges on heads with ears, and simplify()
+    then silently returned the undecimated mesh (150k faces for a 30k target); a gentler one keeps the budget."""
+    from recon.hull import simplify
+    from recon.mesh_ops import edge_manifold_report
+
+    head = heads["ben"]
+    v, f = simplify(np.asarray(head.vertices), np.asarray(head.faces), 30_000)
+    assert 27_000 <= len(f) <= 33_000, len(f)
+    rep = edge_manifold_report(f)
+    assert rep["boundary_edges"] == rep["nonmanifold_edges"] == rep["misoriented_edges"] == 0

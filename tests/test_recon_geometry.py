@@ -153,3 +153,25 @@ def test_taubin_smoothing_removes_ripple_without_shrinking_and_keeps_fixed_verti
     assert r_out.std() < 0.6 * r_in.std()  # measured 0.55-0.57 of the ripple left after 3 passes
     assert abs(r_out.mean() - 1.0) < 0.002  # no shrinkage (plain Laplacian smoothing would shrink it)
     assert np.array_equal(out[fixed], noisy[fixed])
+
+
+def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
+    """A thin slab whose top is pushed through its bottom (a folded ear): the repair must uncross it, keep part of
+    the move (the old repair reverted the neighbourhood to the reference outright) and leave the rest alone."""
+    import trimesh
+
+    from recon.mesh_ops import intersecting_face_pairs, repair_self_intersections
+
+    slab = trimesh.creation.box(extents=(1.0, 1.0, 0.1)).subdivide().subdivide().subdivide()
+    ref = np.asarray(slab.vertices, np.float64)
+    faces = np.asarray(slab.faces, np.int64)
+    moved = ref.copy()
+    top = (ref[:, 2] > 0.04) & (np.hypot(ref[:, 0], ref[:, 1]) < 0.2)
+    moved[top, 2] -= 0.08 * (1.0 - np.hypot(ref[top, 0], ref[top, 1]) / 0.2) + 0.06  # through the bottom
+    assert len(intersecting_face_pairs(moved, faces)) > 0
+    fixed, _ = repair_self_intersections(moved, faces, reference=ref, smoothing_rounds=0)
+    assert len(intersecting_face_pairs(fixed, faces)) == 0
+    kept = (ref[top, 2] - fixed[top, 2]) / (ref[top, 2] - moved[top, 2])
+    assert kept.max() > 0.2 and kept.min() >= 0.0  # part of the move survives where it no longer crosses
+    far = np.hypot(ref[:, 0], ref[:, 1]) > 0.45
+    assert np.array_equal(fixed[far], moved[far])

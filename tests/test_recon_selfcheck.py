@@ -59,6 +59,16 @@ def test_uniformly_good_views_pass_and_are_summarised():
     assert _flagged(offsets, normals)[0] == []
 
 
+def test_a_normal_map_turned_too_far_to_correct_is_named():
+    rows = _rows(GOOD_OFFSETS, GOOD_NORMALS)
+    for r in rows:
+        r["normal_rotation_deg"], r["normal_rotation_applied"] = 2.0, True
+    rows[4]["normal_rotation_deg"], rows[4]["normal_rotation_applied"] = 24.5, False
+    check = self_check(rows)
+    assert check["disagreeing_views"] == [4]
+    assert check["disagreements"][0]["why"] == "normal map turned 24.5 deg against the shape (not corrected)"
+
+
 def test_a_view_whose_silhouette_disagrees_is_named():
     offsets, ious = list(GOOD_OFFSETS), [0.98] * 12
     offsets[4], ious[4] = 3.0, 0.80  # past the absolute bar (2 px)
@@ -145,4 +155,5 @@ def test_reconstruction_names_the_one_view_with_corrupted_normals(small_views):
     check = reconstruct(vs, _cfg()).metrics["self_check"]
     assert check["disagreeing_views"] == [bad_view] and not check["ok"]  # its error 26 deg, the others <= 3.8
     assert check["disagreements"][0]["why"].startswith("normal error")
+    assert "not corrected" in check["disagreements"][0]["why"]  # 40 deg is no tilt recon.normal_align undoes
     assert check["disagreements"][0]["elevation_deg"] == 30.0

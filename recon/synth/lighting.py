@@ -80,3 +80,50 @@ LIGHTINGS = {
     ),
     "hard_side": SceneLighting("hard_side", (0.1, 0.1, 0.1), (DirectionalLight((1.0, 0.15, 0.05), (1.0, 1.0, 1.0)),)),
 }
+
+
+# The de-lighting sweep (bench/delight_eval.py --sweep): harder and more varied than LIGHTINGS, which the fit
+# was tuned on. Key directions towards the light (ViewSet axes), including from below and from behind.
+SWEEP_KEY_DIRECTIONS: dict[str, tuple[float, float, float]] = {
+    "front_high": (0.35, 0.65, 0.7),
+    "left": (1.0, 0.15, 0.05),
+    "right_high": (-0.75, 0.55, 0.35),
+    "top": (0.05, 1.0, 0.1),
+    "below_front": (0.25, -0.75, 0.6),
+    "below_side": (-0.8, -0.5, 0.3),
+    "behind_side": (0.75, 0.25, -0.65),
+    "behind_below": (-0.5, -0.45, -0.75),
+}
+# (key colour, fill colour or None): the fill comes from roughly the other side of the head
+SWEEP_COLOURS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float] | None]] = {
+    "white": ((0.9, 0.9, 0.9), None),
+    "white_fill": ((0.8, 0.8, 0.8), (0.3, 0.3, 0.3)),
+    "warm_key_cool_fill": ((0.95, 0.68, 0.4), (0.18, 0.3, 0.6)),
+    "cool_key_warm_fill": ((0.5, 0.68, 1.0), (0.55, 0.35, 0.15)),
+    "green_key_magenta_fill": ((0.6, 0.95, 0.5), (0.45, 0.15, 0.45)),
+}
+SWEEP_AMBIENTS: dict[str, tuple[float, float, float]] = {
+    "dark": (0.03, 0.03, 0.03),
+    "low": (0.12, 0.12, 0.12),
+    "sky": (0.12, 0.16, 0.26),
+    "bright": (0.4, 0.4, 0.4),
+}
+
+
+def _unit(v) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    return v / np.linalg.norm(v)
+
+
+def sweep_lighting(
+    key: str, colours: str, ambient: str, jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> SceneLighting:
+    """One sweep lighting: SWEEP_KEY_DIRECTIONS[key] (+ jitter, then normalised), SWEEP_COLOURS[colours] (a fill
+    from the mirrored side: the key's direction with x and z negated, raised a little), SWEEP_AMBIENTS[ambient]."""
+    d = _unit(np.asarray(SWEEP_KEY_DIRECTIONS[key]) + np.asarray(jitter))
+    key_rgb, fill_rgb = SWEEP_COLOURS[colours]
+    lights = [DirectionalLight(tuple(float(x) for x in d), key_rgb)]
+    if fill_rgb is not None:
+        f = _unit([-d[0], 0.3 - 0.5 * d[1], -d[2]])
+        lights.append(DirectionalLight(tuple(float(x) for x in f), fill_rgb))
+    return SceneLighting(f"{key}/{colours}/{ambient}", SWEEP_AMBIENTS[ambient], tuple(lights))
