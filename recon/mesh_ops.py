@@ -168,7 +168,8 @@ def repair_self_intersections(
     smoothing_rounds: int = 10,
     blend_rounds: int = 4,
 ) -> tuple[np.ndarray, int]:
-    """Remove crossing faces; returns (vertices, rounds used), rounds = max_rounds (+ reverts) if some remain.
+    """Remove crossing faces; returns (vertices, rounds used). Without `reference`: up to `max_rounds` of
+    smoothing; with it: `smoothing_rounds`, then `blend_rounds` halvings, then up to `max_rounds` reverts.
 
     Folds from normal fusion are local (thin ears, creases). Rounds of umbrella smoothing of the crossing
     faces' vertices and two rings around them (growing) remove most of them. A fold that survives is undone

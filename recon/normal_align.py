@@ -51,10 +51,20 @@ def kabsch(n: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (Vt.T @ D @ U.T).to(n.dtype)
 
 
+def _rotvec_deg(R: torch.Tensor) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(R.double().cpu().numpy()).as_rotvec(degrees=True)
+
+
+def rotation_vector_deg(R: torch.Tensor) -> list[float]:
+    """Axis times angle (degrees, world axes) of a rotation matrix: which way a view's normals were turned back."""
+    return [round(float(a), 4) for a in _rotvec_deg(R)]
+
+
 def rotation_angle_deg(R: torch.Tensor) -> float:
     """Angle of a rotation matrix in degrees."""
-    c = ((torch.trace(R.double()) - 1.0) / 2.0).clamp(-1.0, 1.0)
-    return float(torch.rad2deg(torch.arccos(c)))
+    return float(np.linalg.norm(_rotvec_deg(R)))
 
 
 def align_view_normals(
@@ -104,17 +114,6 @@ def align_view_normals(
                        "applied": applied,
                        "angle_to_consensus_deg": [round(before, 3), round(after, 3)]})
     return out, report
-
-
-def rotation_vector_deg(R: torch.Tensor) -> list[float]:
-    """Axis times angle (degrees, world axes) of a rotation matrix: which way a view's normals were turned back."""
-    angle = rotation_angle_deg(R)
-    if angle < 1e-6:
-        return [0.0, 0.0, 0.0]
-    Rd = R.double()
-    axis = torch.stack([Rd[2, 1] - Rd[1, 2], Rd[0, 2] - Rd[2, 0], Rd[1, 0] - Rd[0, 1]])
-    axis = axis / axis.norm().clamp(min=1e-12)
-    return [round(float(a) * angle, 4) for a in axis]
 
 
 def _mean_angle(n: torch.Tensor, m: torch.Tensor, w: torch.Tensor) -> float:

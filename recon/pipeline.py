@@ -211,16 +211,13 @@ def reconstruct(
     fused_report = {"faces": int(len(f)), **edge_manifold_report(f)}
     v, f = simplify(v, f, cfg.target_faces)
     stamp("simplify")
+    v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
     fused_normals, alignment = normals, []
     if cfg.normal_align.enabled:
-        fused_normals, alignment = align_view_normals(
-            torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev), cams, normals, masks_np,
-            cfg.normal_align,
-        )
+        fused_normals, alignment = align_view_normals(v_t, f_t, cams, normals, masks_np, cfg.normal_align)
         stamp("normal_alignment")
     with _bar(progress, cfg.fusion.rounds, "normal fusion", "round") as tick:
-        x = refine(torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev), cams, fused_normals,
-                   masks_np, grid.y_cut, cfg.fusion, progress=lambda r, _info: tick(r))
+        x = refine(v_t, f_t, cams, fused_normals, masks_np, grid.y_cut, cfg.fusion, progress=lambda r, _info: tick(r))
     vertices = x.cpu().numpy().astype(np.float64)
     cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
     vertices = taubin_smooth(vertices, f, cfg.smooth_iterations, fixed=cap)
