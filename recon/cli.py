@@ -58,6 +58,9 @@ def _handle(args: argparse.Namespace) -> int:
         )
     if args.texture_size < 16:
         raise ReconError(f"--texture-size {args.texture_size}: give the albedo side in pixels, e.g. 2048")
+    if args.target_faces < 1000:
+        raise ReconError(f"--target-faces {args.target_faces}: give the fitted mesh's face budget, at least 1000 "
+                         "(default 100000; the exported LODs are decimated from it)")
     check_output_writable(args.output, create=False)  # nothing is written on a user error
     cfg = ReconConfig(
         device=resolve_device(args.device),

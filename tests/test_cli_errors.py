@@ -383,6 +383,8 @@ def test_the_console_script_prints_one_line_and_no_traceback(tmp_path):
         (["recon", str(tmp_path / "photos"), "-o", str(tmp_path / "x"), "--device", "cuda:99"], EXIT_DEVICE,
          "--device cuda:99"),
         (["views", "--pitch", "up", "-o", "x"], EXIT_USAGE, "comma-separated degrees"),
+        (["recon", str(tmp_path / "photos"), "-o", str(tmp_path / "x"), "--target-faces", "-5"], EXIT_USAGE,
+         "--target-faces -5: give the fitted mesh's face budget, at least 1000"),
     ]
     for argv, code, message in cases:
         done = subprocess.run([str(SPIN_TO_MESH), *argv], capture_output=True, text=True, timeout=120)
