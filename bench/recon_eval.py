@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recon.metrics import REGIONS, evaluate_surface, surface_metrics  # noqa: E402
 from recon.pipeline import ReconConfig, reconstruct  # noqa: E402
 from recon.synth import (  # noqa: E402
+    HELD_OUT,
     PEOPLE,
     VARIANTS,
     GroundTruthHead,
@@ -52,13 +53,13 @@ AIM_F25 = 0.90
 
 def load_head(name: str) -> GroundTruthHead:
     """A people head by name, 'fsaverage', or a procedural seed (e.g. '3')."""
-    if name in PEOPLE:
+    if name in PEOPLE or name in HELD_OUT:
         return person_head(name)
     if name == "fsaverage":
         return fsaverage_head()
     if name.isdigit():
         return procedural_head(int(name))
-    raise SystemExit(f"unknown head {name!r}: choose from {PEOPLE}, 'fsaverage' or a procedural seed")
+    raise SystemExit(f"unknown head {name!r}: choose from {PEOPLE + HELD_OUT}, 'fsaverage' or a procedural seed")
 
 
 def flags(m: dict) -> list[str]:
@@ -163,7 +164,8 @@ def print_regions(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--heads", nargs="+", default=list(PEOPLE),
-                    help=f"people heads {PEOPLE}; 'fsaverage' or procedural seeds also work (geometric regions)")
+                    help=f"people heads {PEOPLE}, held-out heads {HELD_OUT} (never tuned on); 'fsaverage' or "
+                         "procedural seeds also work (geometric regions)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--views", nargs="+", type=int, default=[16, 24], choices=[16, 24])
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512])

@@ -194,16 +194,19 @@ def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
 
     fast_simplification's default aggressiveness (agg 7) pinches a few non-manifold edges on nearly every
     fused head (14 on one 96k-face head at 30k), so the face budget was silently never met; a gentler
-    schedule (agg 3) keeps those heads manifold at the same target. Each is tried with the target nudged,
-    and the undecimated surface is returned only if every try fails.
+    schedule (agg 3) keeps those heads manifold at the same target. If none is clean, the gentlest schedules
+    are tried again with the few edges pinched where a narrow gap closed split apart (`split_pinched_vertices`);
+    the undecimated surface is returned only if every try fails.
     """
     import fast_simplification
 
-    from recon.mesh_ops import edge_manifold_report
+    from recon.mesh_ops import edge_manifold_report, split_pinched_vertices
 
     if len(faces) <= target_faces:
         return vertices, faces
-    for agg, scale in ((7, 1.0), (3, 1.0), (3, 0.97), (3, 1.03), (2, 1.0), (3, 0.9), (3, 1.1)):
+    # clean schedules first; then the gentlest ones with their pinched edges split
+    for agg, scale, split in ((7, 1.0, False), (3, 1.0, False), (3, 0.97, False), (3, 1.0, True), (2, 1.0, True),
+                              (1, 1.0, True), (3, 0.9, True)):
         target = min(len(faces) - 1, int(target_faces * scale))
         v, f = fast_simplification.simplify(
             vertices.astype(np.float32), faces.astype(np.int32), target_reduction=1.0 - target / len(faces), agg=agg
@@ -213,7 +216,12 @@ def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
             remap = np.full(len(v), -1, np.int64)
             remap[used] = np.arange(len(used))
             v, f = v[used], remap[f]
+        v, f = v.astype(np.float64), f.astype(np.int64)
         rep = edge_manifold_report(f)
+        if split and rep["nonmanifold_edges"] and rep["boundary_edges"] == rep["misoriented_edges"] == 0:
+            edge = float(np.linalg.norm(v[f[:, 0]] - v[f[:, 1]], axis=1).mean())
+            v, f = split_pinched_vertices(v, f, 0.1 * edge)
+            rep = edge_manifold_report(f)
         if rep["boundary_edges"] == rep["nonmanifold_edges"] == rep["misoriented_edges"] == 0:
-            return v.astype(np.float64), f.astype(np.int64)
+            return v, f
     return vertices, faces

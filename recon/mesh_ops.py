@@ -78,17 +78,71 @@ def edge_manifold_report(faces: np.ndarray) -> dict:
     }
 
 
+def split_pinched_vertices(vertices: np.ndarray, faces: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """Give each fan of faces around a vertex its own copy of it; each copy moves `offset` into its own solid.
+
+    Quadric decimation sometimes collapses the two sides of a narrow gap (behind an ear, under a fringe) onto
+    one edge: four faces share it and the mesh is no longer edge-manifold. Faces around a vertex belong to one
+    fan when they are linked through edges shared by exactly two faces; a pinched vertex has several fans.
+    Splitting it separates the two sheets again; each copy moves against its fan's outward normal, since the
+    outward normals of two pinched sheets point at each other (moving along them made the sheets cross).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    F = len(f)
+    corner_a = np.concatenate([np.arange(F) * 3 + k for k in range(3)])  # corner of the half-edge's start
+    corner_b = np.concatenate([np.arange(F) * 3 + (k + 1) % 3 for k in range(3)])  # ... and of its end
+    start, end = f.reshape(-1)[corner_a], f.reshape(-1)[corner_b]
+    key = np.minimum(start, end) * len(v) + np.maximum(start, end)
+    order = np.argsort(key, kind="stable")
+    k_sorted = key[order]
+    first = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
+    group = np.cumsum(first) - 1
+    counts = np.bincount(group)
+    two = np.nonzero(counts[group] == 2)[0]
+    h1, h2 = order[two[::2]], order[two[1::2]]  # the two half-edges of each manifold edge
+    same = start[h1] == end[h2]  # opposite half-edges: h1's start is h2's end
+    ia = np.where(same, corner_b[h2], corner_a[h2])
+    ib = np.where(same, corner_a[h2], corner_b[h2])
+    links = np.concatenate([np.stack([corner_a[h1], ia], 1), np.stack([corner_b[h1], ib], 1)])
+    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(3 * F, 3 * F))
+    _, fan = connected_components(graph, directed=False)
+    owner = f.reshape(-1)
+    pairs, idx = np.unique(np.stack([owner, fan], 1), axis=0, return_inverse=True)
+    idx = idx.reshape(-1)
+    copies = np.bincount(pairs[:, 0], minlength=len(v))
+    if copies.max() <= 1:
+        return v, f
+    first_of_vertex = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
+    new_id = np.where(first_of_vertex, pairs[:, 0], len(v) + np.cumsum(~first_of_vertex) - 1)
+    out_v = np.concatenate([v, v[pairs[~first_of_vertex, 0]]])
+    out_f = new_id[idx].reshape(F, 3)
+    pinched = copies[pairs[:, 0]] > 1
+    fn = np.cross(out_v[out_f[:, 1]] - out_v[out_f[:, 0]], out_v[out_f[:, 2]] - out_v[out_f[:, 0]])
+    fan_normal = np.zeros((len(pairs), 3))
+    np.add.at(fan_normal, idx, np.repeat(fn, 3, axis=0))
+    fan_normal /= np.maximum(np.linalg.norm(fan_normal, axis=1, keepdims=True), 1e-30)
+    out_v[new_id[pinched]] -= offset * fan_normal[pinched]
+    return out_v, out_f
+
+
 def self_intersections(vertices: np.ndarray, faces: np.ndarray) -> int:
     """Number of pairs of faces (sharing no vertex) that cross each other."""
     return len(intersecting_face_pairs(vertices, faces))
 
 
-def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: int = 20_000_000) -> np.ndarray:
+def intersecting_face_pairs(
+    vertices: np.ndarray, faces: np.ndarray, max_pairs: int = 20_000_000, only: np.ndarray | None = None
+) -> np.ndarray:
     """(K, 2) pairs of faces that share no vertex and cross (an edge of one pierces the other).
 
     Candidate pairs come from a KD-tree on face centroids (two faces can only touch when their
     centroids are closer than the sum of their circumradii); each candidate is tested with a
-    segment/triangle intersection in both directions.
+    segment/triangle intersection in both directions. `only` (a face mask) restricts the result to
+    pairs with at least one face in it: what a repair round that moved only those faces must re-test.
     """
     from scipy.spatial import cKDTree
 
@@ -101,16 +155,30 @@ def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: 
     # typical faces pair up within twice a typical radius; the few large ones (a flat neck cap)
     # are queried one by one with their own radius
     r_small = 1.5 * float(np.median(radius))
-    pairs = tree.query_pairs(r=2 * r_small, output_type="ndarray").reshape(-1, 2)
     big = np.nonzero(radius > r_small)[0]
-    if len(big):
-        near = tree.query_ball_point(centroid[big], radius[big] + r_small)  # big with anything small
-        extra = [np.stack([np.full(len(nb), b), np.asarray(nb, np.int64)], 1) for b, nb in zip(big, near, strict=True)]
-        bb = cKDTree(centroid[big]).query_pairs(r=2 * float(radius[big].max()), output_type="ndarray")
-        extra.append(big[bb.reshape(-1, 2)])  # big with big
-        extra = np.concatenate(extra)
-        extra = extra[extra[:, 0] != extra[:, 1]]
-        pairs = np.unique(np.sort(np.concatenate([pairs, extra]), axis=1), axis=0)
+    if only is None:
+        pairs = [tree.query_pairs(r=2 * r_small, output_type="ndarray").reshape(-1, 2)]
+        pairs.append(_ball_pairs(tree, centroid[big], big, radius[big] + r_small))  # big with anything small
+        if len(big):
+            bb = cKDTree(centroid[big]).query_pairs(r=2 * float(radius[big].max()), output_type="ndarray")
+            pairs.append(big[bb.reshape(-1, 2)])  # big with big
+    else:
+        moved = np.nonzero(only)[0]
+        moved_big = moved[radius[moved] > r_small]
+        still_big = big[~only[big]]
+        pairs = [
+            _ball_pairs(tree, centroid[moved], moved, np.full(len(moved), 2 * r_small)),
+            _ball_pairs(tree, centroid[moved_big], moved_big, radius[moved_big] + r_small),
+        ]
+        if len(moved):
+            moved_tree = cKDTree(centroid[moved])
+            pairs.append(_ball_pairs(moved_tree, centroid[still_big], still_big, radius[still_big] + r_small, moved))
+        if len(moved_big):
+            big_tree = cKDTree(centroid[big])
+            reach = radius[moved_big] + float(radius[big].max())
+            pairs.append(_ball_pairs(big_tree, centroid[moved_big], moved_big, reach, big))
+    pairs = np.concatenate(pairs)
+    pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
     if len(pairs) > max_pairs:
@@ -125,6 +193,20 @@ def intersecting_face_pairs(vertices: np.ndarray, faces: np.ndarray, max_pairs: 
         for e0, e1 in ((0, 1), (1, 2), (2, 0)):
             hits |= _segment_hits_triangle(tri[a, e0], tri[a, e1], tri[b])
     return np.stack([i[hits], j[hits]], 1)
+
+
+def _ball_pairs(
+    tree, centres: np.ndarray, ids: np.ndarray, r: np.ndarray, tree_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """(K, 2) pairs (ids[k], tree point) for the tree's points within r[k] of centres[k]."""
+    if len(ids) == 0:
+        return np.zeros((0, 2), np.int64)
+    near = tree.query_ball_point(centres, r)
+    counts = np.fromiter((len(n) for n in near), np.int64, len(near))
+    other = np.fromiter((j for n in near for j in n), np.int64, int(counts.sum()))
+    if tree_ids is not None:
+        other = tree_ids[other]
+    return np.stack([np.repeat(ids, counts), other], 1)
 
 
 def _vertex_adjacency(faces: np.ndarray, n: int):
@@ -190,31 +272,38 @@ def repair_self_intersections(
             sel |= (A @ sel.astype(np.float64)) > 0
         return sel
 
+    def recheck(pairs: np.ndarray, sel: np.ndarray) -> np.ndarray:
+        """Crossing pairs after moving the vertices `sel`: only faces touching them can have changed."""
+        moved = sel[f].any(1)
+        kept = pairs[~(moved[pairs[:, 0]] | moved[pairs[:, 1]])]
+        return np.concatenate([kept, intersecting_face_pairs(v, f, only=moved)])
+
+    pairs = intersecting_face_pairs(v, f)
     rounds = smoothing_rounds if reference is not None else max_rounds
     for rnd in range(rounds):
-        pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, rnd
         sel = neighbourhood(pairs, 2 + rnd // 3) & ~fixed
         for _ in range(5):
             avg = (A @ v) / deg[:, None]
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
+        pairs = recheck(pairs, sel)
     if reference is None:
-        return v, max_rounds
+        return v, max_rounds if len(pairs) else rounds
     used = rounds
     for halvings in range(blend_rounds):  # halfway toward the reference, then halfway again
-        pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, used
         sel = neighbourhood(pairs, 2 + halvings // 2)  # the reference keeps fixed vertices where they must be
         v[sel] = 0.5 * (reference[sel] + v[sel])
+        pairs = recheck(pairs, sel)
         used += 1
     for rnd in range(max_rounds):  # the reference itself, in rings that grow until nothing crosses
-        pairs = intersecting_face_pairs(v, f)
         if len(pairs) == 0:
             return v, used
         sel = neighbourhood(pairs, 2 + 2 * rnd)
         v[sel] = reference[sel]
+        pairs = recheck(pairs, sel)
         used += 1
     return v, used
 

@@ -175,3 +175,60 @@ def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
     assert kept.max() > 0.2 and kept.min() >= 0.0  # part of the move survives where it no longer crosses
     far = np.hypot(ref[:, 0], ref[:, 1]) > 0.45
     assert np.array_equal(fixed[far], moved[far])
+
+
+def test_rechecking_only_the_moved_faces_finds_every_crossing():
+    """The repair re-tests only the faces it moved; that must equal a full test, big faces (a flat neck cap) too."""
+    import trimesh
+
+    from recon.mesh_ops import intersecting_face_pairs
+
+    rng = np.random.default_rng(3)
+    sphere = trimesh.creation.icosphere(4)
+    quad = np.array([[-1.5, 0.3, -1.5], [1.5, 0.3, -1.5], [1.5, 0.3, 1.5], [-1.5, 0.3, 1.5]])  # big faces
+    v = np.concatenate([np.asarray(sphere.vertices, np.float64), quad])
+    v[:-4] += rng.normal(0.0, 0.01, (len(v) - 4, 3))
+    n = len(sphere.vertices)
+    f = np.concatenate([np.asarray(sphere.faces, np.int64), [[n, n + 1, n + 2], [n, n + 2, n + 3]]])
+    before = intersecting_face_pairs(v, f)
+    moved_v = rng.random(len(v)) < 0.05
+    moved_v[n:] = False
+    moved_v[n + 1] = True  # one big face moves, the other stays
+    v2 = v.copy()
+    v2[moved_v] += rng.normal(0.0, 0.03, (int(moved_v.sum()), 3))
+    moved = moved_v[f].any(1)
+    kept = before[~(moved[before[:, 0]] | moved[before[:, 1]])]
+    incremental = np.concatenate([kept, intersecting_face_pairs(v2, f, only=moved)])
+    full = intersecting_face_pairs(v2, f)
+    assert len(full) > len(before) > 0
+    assert {tuple(p) for p in np.sort(incremental, 1)} == {tuple(p) for p in np.sort(full, 1)}
+
+
+def test_an_edge_pinched_by_decimation_is_split_into_two_closed_sheets():
+    """Two boxes sharing one edge (what decimation leaves where a narrow gap closed): four faces on that edge.
+    Splitting gives each box its own copy of the edge's vertices, moved into its own solid, and nothing else."""
+    import trimesh
+
+    from recon.mesh_ops import split_pinched_vertices
+
+    a = trimesh.creation.box(bounds=[[0, 0, 0], [1, 1, 1]])
+    b = trimesh.creation.box(bounds=[[1, 1, 0], [2, 2, 1]])
+    both = trimesh.util.concatenate([a, b])
+    both.merge_vertices()
+    v, f = np.asarray(both.vertices, np.float64), np.asarray(both.faces, np.int64)
+    assert edge_manifold_report(f)["nonmanifold_edges"] == 1
+    v2, f2 = split_pinched_vertices(v, f, 0.01)
+    report = edge_manifold_report(f2)
+    assert report["nonmanifold_edges"] == report["boundary_edges"] == report["misoriented_edges"] == 0
+    assert len(v2) == len(v) + 2 and len(f2) == len(f)
+    parts = trimesh.Trimesh(v2, f2, process=False).split(only_watertight=True)
+    assert len(parts) == 2 and all(p.is_volume for p in parts)
+    for p in parts:  # each box keeps its shape; the pinched edge moved 0.01 into it (a sliver of volume)
+        lo, hi = p.bounds
+        assert np.allclose(hi - lo, 1.0) and 0.98 < abs(p.volume) < 0.9999
+    near_edge = v2[np.hypot(v2[:, 0] - 1.0, v2[:, 1] - 1.0) < 0.05]
+    assert len(near_edge) == 4  # two ends of the edge, once per box, each moved into its own box
+    assert np.sum(near_edge[:, :2].sum(1) < 1.995) == 2 and np.sum(near_edge[:, :2].sum(1) > 2.005) == 2
+    clean = trimesh.creation.icosphere(2)
+    same_v, same_f = split_pinched_vertices(clean.vertices, clean.faces, 0.01)
+    assert np.array_equal(same_f, clean.faces) and np.allclose(same_v, clean.vertices)
