@@ -454,9 +454,9 @@ def test_sweep_cases_are_harder_and_split():
     sys.modules["delight_eval"] = bench
     spec.loader.exec_module(bench)
     for fast in (False, True):
-        seeds = {split: set(bench.sweep_seeds(split, fast)) for split in ("tune", "never")}
-        assert not seeds["tune"] & seeds["never"]
-        for split in ("tune", "never"):
+        seeds = {split: set(bench.sweep_seeds(split, fast)) for split in ("tune", "never", "fresh")}
+        assert not seeds["tune"] & seeds["never"] and not seeds["fresh"] & (seeds["tune"] | seeds["never"])
+        for split in ("tune", "never", "fresh"):
             cases = bench.sweep_cases(split, fast)
             lit = [c for c in cases if c[1] is not None]
             assert len(lit) < len(cases)  # unlit controls
@@ -470,3 +470,4 @@ def test_sweep_cases_are_harder_and_split():
     assert len(SWEEP_KEY_DIRECTIONS) >= 8
     light = sweep_lighting("left", "warm_key_cool_fill", "low")
     assert light.lights[0].direction[0] > 0.9 and light.lights[1].direction[0] < -0.5
+
