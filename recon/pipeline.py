@@ -230,9 +230,8 @@ def reconstruct(
     mesh_report["repair_rounds"] = repair_rounds
     mesh_report["before_simplification"] = fused_report
     stamp("mesh_check")
-    log("texture: unwrapping and baking")
     images = torch.tensor(np.stack([fr.rgb for fr in vs.frames]), dtype=torch.float32, device=dev) / 255.0
-    baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture)
+    baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture, log=log)
     stamp("texture")
     # reprojection is measured against the lit views, so with the lit texture
     lit_baked = baked if baked.albedo_lit is None else replace(baked, albedo=baked.albedo_lit)

@@ -27,6 +27,9 @@ def smooth_albedo(points: torch.Tensor) -> torch.Tensor:
     return torch.stack([0.5 + 1.5 * x, 0.5 + 1.2 * y, 0.5 - 1.5 * z], -1).clamp(0.0, 1.0)
 
 
+BAKE_LOG: list[str] = []  # the log lines of the fixture's bake
+
+
 @pytest.fixture(scope="module")
 def case():
     """A head seen only from the front half and above: the back, under the chin and the neck stay unseen."""
@@ -39,8 +42,16 @@ def case():
     is_input = [f.is_input for f in vs.frames]
     cfg = TextureConfig(size=256)
     atlas = _paint_texels(head.vertices, head.faces, cams, images, masks, is_input, cfg, TorchRasterizer())
-    baked = bake_texture(head.vertices, head.faces, cams, images, masks, is_input, cfg)
+    BAKE_LOG.clear()
+    baked = bake_texture(head.vertices, head.faces, cams, images, masks, is_input, cfg, log=BAKE_LOG.append)
     return head, atlas, baked
+
+
+def test_each_texture_step_is_announced_as_it_starts(case):
+    """The unwrap alone takes most of a minute on a full head: a user sees which step is running, in order."""
+    head, lines = case[0], BAKE_LOG
+    assert [line.split(":")[1].split()[0] for line in lines] == ["UV", "painting", "filling"]  # de-lighting off
+    assert f"{len(head.faces)} faces" in lines[0] and "8 views" in lines[1]
 
 
 def _truth(head, atlas, texels: np.ndarray) -> np.ndarray:
