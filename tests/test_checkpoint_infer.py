@@ -1,8 +1,8 @@
 """Official-layout checkpoints of any depth and width: architecture read from keys and shapes (issue 14).
 
 Two kinds of evidence. Tiny checkpoints of several architectures, written in the official layout,
-load and give bit-identical outputs to the same networks built directly. Hand-built state dicts,
-made from the reference tables of the authors' key names (not through our key maps), load
+load bit for bit and give the outputs of the same networks built directly (up to float rounding).
+Hand-built state dicts, made from the reference tables of the authors' key names (not through our key maps), load
 strictly, land where the authors' names say, and give back the release configuration.
 """
 
@@ -132,10 +132,15 @@ def test_official_checkpoints_of_several_architectures_match_the_networks_built_
             assert _plain(got.config[key]) == _plain(built.config[key]), (part, key)
     assert loaded.unet.config.cross_attention_dim == width
     assert loaded.unet.config.use_linear_projection == unet_config["use_linear_projection"]
+    for part, built, got in (("unet", unet.unet, loaded.unet.unet), ("vae", vae.vae, loaded.vae.vae)):
+        wrong = [k for k, v in built.state_dict().items() if not torch.equal(v, got.state_dict()[k])]
+        assert not wrong, (name, part, wrong[:3])  # every weight loaded bit for bit where it belongs
     expected = _outputs(unet, vae, identity, width)
     got = _outputs(loaded.unet, loaded.vae, loaded.identity_encoder, width)
     for key, value in expected.items():
-        assert torch.equal(value, got[key]), (name, key)
+        # same weights, same inputs: equal up to float rounding (a CPU kernel's summation order can depend on
+        # where its buffers happen to lie in memory: 1e-7 relative seen on one machine); a misplaced weight is O(1)
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
 
 
 def test_inferred_architectures_survive_conversion(case, tmp_path):
