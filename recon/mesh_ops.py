@@ -289,7 +289,7 @@ def repair_self_intersections(
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
         pairs = recheck(pairs, sel)
     if reference is None:
-        return v, max_rounds if len(pairs) else rounds
+        return v, max_rounds
     used = rounds
     for halvings in range(blend_rounds):  # halfway toward the reference, then halfway again
         if len(pairs) == 0:
