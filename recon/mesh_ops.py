@@ -195,6 +195,17 @@ def intersecting_face_pairs(
     return np.stack([i[hits], j[hits]], 1)
 
 
+def recheck_crossings(vertices: np.ndarray, faces: np.ndarray, pairs: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """Crossing pairs after the vertices `moved` (a mask) moved, given the `pairs` that crossed before.
+
+    Only faces touching a moved vertex can have changed: their pairs are tested again, the rest are kept.
+    """
+    f = np.asarray(faces, np.int64)
+    moved_f = moved[f].any(1)
+    kept = pairs[~(moved_f[pairs[:, 0]] | moved_f[pairs[:, 1]])]
+    return np.concatenate([kept, intersecting_face_pairs(vertices, f, only=moved_f)])
+
+
 def _ball_pairs(
     tree, centres: np.ndarray, ids: np.ndarray, r: np.ndarray, tree_ids: np.ndarray | None = None
 ) -> np.ndarray:
@@ -272,12 +283,6 @@ def repair_self_intersections(
             sel |= (A @ sel.astype(np.float64)) > 0
         return sel
 
-    def recheck(pairs: np.ndarray, sel: np.ndarray) -> np.ndarray:
-        """Crossing pairs after moving the vertices `sel`: only faces touching them can have changed."""
-        moved = sel[f].any(1)
-        kept = pairs[~(moved[pairs[:, 0]] | moved[pairs[:, 1]])]
-        return np.concatenate([kept, intersecting_face_pairs(v, f, only=moved)])
-
     pairs = intersecting_face_pairs(v, f)
     rounds = smoothing_rounds if reference is not None else max_rounds
     for rnd in range(rounds):
@@ -287,7 +292,7 @@ def repair_self_intersections(
         for _ in range(5):
             avg = (A @ v) / deg[:, None]
             v[sel] = 0.5 * v[sel] + 0.5 * avg[sel]
-        pairs = recheck(pairs, sel)
+        pairs = recheck_crossings(v, f, pairs, sel)
     if reference is None:
         return v, max_rounds
     used = rounds
@@ -296,14 +301,14 @@ def repair_self_intersections(
             return v, used
         sel = neighbourhood(pairs, 2 + halvings // 2)  # the reference keeps fixed vertices where they must be
         v[sel] = 0.5 * (reference[sel] + v[sel])
-        pairs = recheck(pairs, sel)
+        pairs = recheck_crossings(v, f, pairs, sel)
         used += 1
     for rnd in range(max_rounds):  # the reference itself, in rings that grow until nothing crosses
         if len(pairs) == 0:
             return v, used
         sel = neighbourhood(pairs, 2 + 2 * rnd)
         v[sel] = reference[sel]
-        pairs = recheck(pairs, sel)
+        pairs = recheck_crossings(v, f, pairs, sel)
         used += 1
     return v, used
 

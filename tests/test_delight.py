@@ -470,4 +470,3 @@ def test_sweep_cases_are_harder_and_split():
     assert len(SWEEP_KEY_DIRECTIONS) >= 8
     light = sweep_lighting("left", "warm_key_cool_fill", "low")
     assert light.lights[0].direction[0] > 0.9 and light.lights[1].direction[0] < -0.5
-

@@ -181,7 +181,7 @@ def test_rechecking_only_the_moved_faces_finds_every_crossing():
     """The repair re-tests only the faces it moved; that must equal a full test, big faces (a flat neck cap) too."""
     import trimesh
 
-    from recon.mesh_ops import intersecting_face_pairs
+    from recon.mesh_ops import intersecting_face_pairs, recheck_crossings
 
     rng = np.random.default_rng(3)
     sphere = trimesh.creation.icosphere(4)
@@ -196,9 +196,7 @@ def test_rechecking_only_the_moved_faces_finds_every_crossing():
     moved_v[n + 1] = True  # one big face moves, the other stays
     v2 = v.copy()
     v2[moved_v] += rng.normal(0.0, 0.03, (int(moved_v.sum()), 3))
-    moved = moved_v[f].any(1)
-    kept = before[~(moved[before[:, 0]] | moved[before[:, 1]])]
-    incremental = np.concatenate([kept, intersecting_face_pairs(v2, f, only=moved)])
+    incremental = recheck_crossings(v2, f, before, moved_v)
     full = intersecting_face_pairs(v2, f)
     assert len(full) > len(before) > 0
     assert {tuple(p) for p in np.sort(incremental, 1)} == {tuple(p) for p in np.sort(full, 1)}
