@@ -68,7 +68,7 @@ def _handle(args: argparse.Namespace) -> int:
     check_output_writable(args.output, create=False)
     device = resolve_device(args.device)
     if args.backend != "offline":
-        from smr_core.fetch import ensure_weights
+        from model_fetch import ensure_weights
 
         # the release's alignment models are fetched on first use; each has a fallback, so none is required
         root = ensure_weights(["align"], args.weights, offline=args.offline or None)

@@ -48,7 +48,7 @@ class MediapipeModel:
         return Path(self.member).name
 
     def licence_record(self) -> dict[str, object]:
-        """The licence fields face.json, report.json and the GLB carry (same shape as smr_core.fetch)."""
+        """The licence fields face.json, report.json and the GLB carry (same shape as model_fetch)."""
         return {
             "name": self.name,
             "file": self.member,

@@ -33,13 +33,8 @@ from align.image import load_image
 from align.matting import composite_white, grabcut_mask
 from align.offline import OfflineConfig
 from align.template import fit_pose, level_pitch
-from align.weights import (
-    find_align_weights,
-    find_tddfa_weights,
-    require_align_weights,
-    require_tddfa_weights,
-    resolve_weights_dir,
-)
+from align.weights import find_tddfa_weights, require_align_weights, require_tddfa_weights
+from model_fetch.layout import find_align_weights, resolve_weights_dir
 from spin_io.aligned import AlignedFace, write_aligned
 from spin_io.atomic import make_temp_dir, replace_dir
 
@@ -535,7 +530,7 @@ def align_photo(
 
 def _licences_used(root: Any, info: dict, matting: str, refined_by: str) -> list[dict]:
     """Licence records of every model file this alignment used (face.json; copied on to report.json and the GLB)."""
-    from smr_core.fetch import weights_licences
+    from model_fetch import weights_licences
 
     names: list[str] = []
     packaged: list[str] = []

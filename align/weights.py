@@ -1,4 +1,4 @@
-"""Where the authors' alignment components live, and one error that lists whatever is missing.
+"""Alignment weights: the complete set a backend needs, or one error that lists whatever is missing.
 
 Layout (the release's `weights/` folder, SPINMEROUND.md §2.1)::
 
@@ -6,6 +6,9 @@ Layout (the release's `weights/` folder, SPINMEROUND.md §2.1)::
       models/antelopev2/scrfd_10g_bnkps.onnx   face detector + 5 keypoints (insightface antelopev2)
       models/antelopev2/glintr100.onnx         ArcFace (or Arc2Face's arcface.onnx in its place)
       79999_iter.pth                           BiSeNet face parsing (zllrunning/face-parsing.PyTorch)
+
+The lookup itself (file names, where to get them, `find_align_weights`) is `model_fetch.layout`, shared
+with smr_core; this module adds the refusals (AlignWeightsNotFoundError) and the 3DDFA refinement files.
 """
 
 from __future__ import annotations
@@ -15,70 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from align.errors import AlignWeightsNotFoundError
-
-DETECTOR_FILES = ("scrfd_10g_bnkps.onnx",)
-RECOGNITION_FILES = ("arcface.onnx", "glintr100.onnx")  # Arc2Face's README swaps glintr100 for arcface.onnx
-PARSER_FILE = "79999_iter.pth"
-
-FETCH_HINT = "`spin-to-mesh weights fetch` downloads and verifies them (smr_core.fetch)"
-
-WHERE_TO_GET = {
-    "antelopev2": "scrfd_10g_bnkps.onnx of insightface's antelopev2 pack (non-commercial; "
-    f"{FETCH_HINT}, or unzip it from insightface's v0.7 GitHub release) in WEIGHTS/models/antelopev2/",
-    "arcface": "Arc2Face's arcface.onnx (huggingface FoivosPar/Arc2Face; or antelopev2's glintr100.onnx) in "
-    f"WEIGHTS/models/antelopev2/; {FETCH_HINT}",
-    "parser": "79999_iter.pth of zllrunning/face-parsing.PyTorch (Google Drive link in its README) in WEIGHTS/; "
-    f"{FETCH_HINT}",
-}
-
-
-@dataclass(frozen=True)
-class AlignWeights:
-    """Resolved paths of the production alignment components (None where absent)."""
-
-    root: Path
-    detector: Path | None
-    recognition: Path | None
-    parser: Path | None
-
-    @property
-    def complete(self) -> bool:
-        return self.detector is not None and self.recognition is not None and self.parser is not None
-
-    def missing(self) -> list[str]:
-        """One line per missing component: the path expected and where to get it."""
-        pack = self.root / "models" / "antelopev2"
-        lines = []
-        if self.detector is None:
-            lines.append(f"{pack / DETECTOR_FILES[0]}: {WHERE_TO_GET['antelopev2']}")
-        if self.recognition is None:
-            lines.append(f"{pack / RECOGNITION_FILES[1]} (or {RECOGNITION_FILES[0]}): {WHERE_TO_GET['arcface']}")
-        if self.parser is None:
-            lines.append(f"{self.root / PARSER_FILE}: {WHERE_TO_GET['parser']}")
-        return lines
-
-
-def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path | None:
-    """The explicit folder, else $SMR_WEIGHTS, else None."""
-    if weights_dir is not None:
-        return Path(weights_dir)
-    env = os.environ.get("SMR_WEIGHTS")
-    return Path(env) if env else None
-
-
-def find_align_weights(root: Path) -> AlignWeights:
-    """Look up each component under `root` without raising."""
-    pack = root / "models" / "antelopev2"
-
-    def first(names: tuple[str, ...], folder: Path) -> Path | None:
-        return next((folder / n for n in names if (folder / n).is_file()), None)
-
-    return AlignWeights(
-        root=root,
-        detector=first(DETECTOR_FILES, pack),
-        recognition=first(RECOGNITION_FILES, pack),
-        parser=first((PARSER_FILE,), root),
-    )
+from model_fetch.layout import FETCH_HINT, AlignWeights, find_align_weights, resolve_weights_dir
 
 
 def require_align_weights(weights_dir: str | os.PathLike[str] | None) -> AlignWeights:

@@ -119,8 +119,8 @@ def _size(n: int | None) -> str:
 def check_weights(weights_dir: str | None, verify: bool = False) -> tuple[list[Check], bool]:
     """Every weight file (present or missing, size, checksum, licence); and whether the main job can run."""
     try:
-        from smr_core.fetch import status, weights_root
-        from smr_core.fetch.manifest import stages_of
+        from model_fetch import status, weights_root
+        from model_fetch.manifest import stages_of
         from smr_core.weights import inspect_weights
     except ImportError as exc:  # smr_core broken or partially installed
         return [Check("weights", "missing", f"smr_core not importable ({exc})", f"reinstall: {SETUP}")], False
@@ -189,8 +189,8 @@ def check_tools() -> list[Check]:
 
 def run_doctor(args: argparse.Namespace) -> int:
     """Print every check; exit 3 when the main job cannot run for lack of weights, 1 when a core package is missing."""
-    from smr_core.fetch import is_offline, weights_root
-    from smr_core.fetch.api import mirror_url
+    from model_fetch import is_offline, weights_root
+    from model_fetch.api import mirror_url
     from spin_io.errors import EXIT_OK, EXIT_WEIGHTS
 
     root = weights_root(args.weights)

@@ -34,6 +34,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         ("spin_io.errors", "ContractError"),
         ("align.errors", "AlignError"),
         ("smr_core.errors", "SMRError"),
+        ("model_fetch.errors", "FetchError"),
         ("recon.errors", "ReconError"),
         ("exporters.errors", "ExportError"),
         ("flows.errors", "FlowError"),

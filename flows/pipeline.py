@@ -272,7 +272,7 @@ def form_weights_message(text: str, n_missing: int) -> str:
 
 def _ensure_weights_for_form(run: RunParameters) -> str | None:
     """stages.ensure_run_weights, its refusal reworded for the UI; still a WeightsMissingError (no retry, exit 3)."""
-    from smr_core.fetch.errors import WeightsMissingError
+    from model_fetch.errors import WeightsMissingError
 
     try:
         return stages.ensure_run_weights(run.options.weights, run.align, run.views)

@@ -154,7 +154,7 @@ def ensure_run_weights(
     The alignment models all have fallbacks, so they are fetched when possible but never required.
     Returns None when nothing points anywhere and the per-user cache does not exist yet.
     """
-    from smr_core.fetch import ensure_weights
+    from model_fetch import ensure_weights
 
     if views.backend == "spinmeround" and not views.tiny_random:
         stages = ["run"]
@@ -175,7 +175,7 @@ def _ensure_align_models(offline: bool | None) -> None:
 
     from align.errors import AlignError
     from align.mediapipe_models import ensure_models, litert_available
-    from smr_core.fetch.api import is_offline
+    from model_fetch.api import is_offline
 
     if is_offline(offline) or not litert_available():
         return
@@ -214,7 +214,7 @@ def run_align(
     photo: PhotoRecord, params: AlignParams, weights: str | None = None, device: str = "cpu"
 ) -> AlignedRecord:
     """Photo -> AlignedFace folder `<work>/aligned` (align), with this worker's loaded aligner."""
-    from align.weights import resolve_weights_dir
+    from model_fetch.layout import resolve_weights_dir
 
     root = resolve_weights_dir(weights)  # $SMR_WEIGHTS is part of the key as the folder it names
     # positional, always all six: lru_cache tells f(a, b=1) and f(a, 1) apart

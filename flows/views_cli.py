@@ -135,7 +135,7 @@ def _handle(args: argparse.Namespace) -> int:
     if args.tiny_random:
         print(BANNER, file=sys.stderr)
     else:
-        from smr_core.fetch import ensure_weights
+        from model_fetch import ensure_weights
         from smr_core.weights import find_weights
 
         # fetch (and verify) what is missing on first use, or one error listing it, before any work

@@ -54,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from smr_core.fetch import fetch_weights
-    from smr_core.fetch.manifest import MANIFEST
+    from model_fetch import fetch_weights
+    from model_fetch.manifest import MANIFEST
 
     if args.list:
         for wf in MANIFEST:
@@ -71,7 +71,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from smr_core.fetch import weights_root
+    from model_fetch import weights_root
     from spin_io.errors import EXIT_WEIGHTS
 
     root = weights_root(args.dir)

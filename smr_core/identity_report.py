@@ -29,7 +29,7 @@ class Recogniser(Protocol):
 
 def load_recogniser(weights_dir: str | os.PathLike[str] | None) -> tuple[Recogniser | None, str]:
     """The antelopev2 detector + ArcFace from the weights folder (or $SMR_WEIGHTS), or (None, why not)."""
-    from align.weights import find_align_weights, resolve_weights_dir
+    from model_fetch.layout import find_align_weights, resolve_weights_dir
 
     root = resolve_weights_dir(weights_dir)
     if root is None:

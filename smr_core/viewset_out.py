@@ -222,7 +222,7 @@ def _generate_and_write(
 
 def _licences_used(weights_dir: Path | None, face: Any, tiny_random: bool, arcface: bool) -> list[dict[str, Any]]:
     """Licence records of the weights these views came from, plus the alignment's (face.json), for the outputs."""
-    from smr_core.fetch import weights_licences
+    from model_fetch import weights_licences
 
     names = [] if tiny_random else ["spmr", "encoder-config", "encoder"]
     records = weights_licences(weights_dir, names=names + (["arcface"] if arcface else []))

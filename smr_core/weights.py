@@ -10,7 +10,9 @@ Converted (`spin-to-mesh weights convert`):
     plus the same alignment files if they were copied along.
 
 Missing files raise ONE WeightsNotFoundError that lists every file and where to get it.
-Fetching them (sources, checksums, licences) is smr_core.fetch: `spin-to-mesh weights fetch`.
+Fetching them (sources, checksums, licences) is model_fetch: `spin-to-mesh weights fetch`; the file names
+of the alignment components and of the converted folders are model_fetch.layout's (shared with align and
+the fetcher).
 """
 
 from __future__ import annotations
@@ -20,16 +22,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from model_fetch.layout import (
+    CONVERTED_MANIFEST,
+    DETECTOR_FILES,
+    DIFFUSERS_WEIGHT_NAMES,
+    RECOGNITION_FILES,
+    WEIGHT_FILE_NAMES,
+    WHERE_TO_GET,
+    converted_missing,
+    detect_kind,
+    find_align_weights,
+    has_weights,
+)
 from smr_core.errors import WeightsNotFoundError
 
 ENV_VAR = "SMR_WEIGHTS"
-MANIFEST = "spinmeround.json"
+MANIFEST = CONVERTED_MANIFEST
 CHECKPOINT_NAMES = ("spmr.ckpt", "spmr.safetensors")
 ENCODER_DIR = Path("models") / "encoder"
 ANTELOPE_DIR = Path("models") / "antelopev2"
 BISENET_FILE = "79999_iter.pth"
-WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
-DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 SOURCES = {
     "spmr.ckpt": "the SpinMeRound authors' release (Google Drive link in the README of "
@@ -77,21 +89,8 @@ class WeightsLayout:
         return not any(m.needed_for == "alignment" for m in self.missing)
 
 
-def _has_weights(folder: Path, names: tuple[str, ...]) -> bool:
-    return (folder / "config.json").is_file() and any((folder / n).is_file() for n in names)
-
-
-def detect_kind(root: Path) -> Literal["official", "converted"]:
-    """A folder with spinmeround.json or unet/ is ours; anything else is read as the official layout."""
-    if (root / MANIFEST).is_file() or (root / "unet").is_dir():
-        return "converted"
-    return "official"
-
-
 def _alignment(root: Path) -> tuple[Path | None, Path | None, list[MissingFile]]:
-    """Alignment files, judged by align's own lookup (one source of truth for their names)."""
-    from align.weights import DETECTOR_FILES, RECOGNITION_FILES, WHERE_TO_GET, find_align_weights
-
+    """Alignment files, judged by the shared lookup (model_fetch.layout: one source of truth for their names)."""
     found = find_align_weights(root)
     pack = root / ANTELOPE_DIR
     missing: list[MissingFile] = []
@@ -111,24 +110,16 @@ def inspect_weights(root: str | os.PathLike[str]) -> WeightsLayout:
     root = Path(root).expanduser()
     antelope, bisenet, missing = _alignment(root)
     if detect_kind(root) == "converted":
-        parts: dict[str, Path | None] = {}
-        for name, names in (("unet", DIFFUSERS_WEIGHT_NAMES), ("vae", DIFFUSERS_WEIGHT_NAMES)):
-            folder = root / name
-            parts[name] = folder if _has_weights(folder, names) else None
-            if parts[name] is None:
-                missing.insert(0, MissingFile(folder, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
-        encoder = root / "text_encoder"
-        if not _has_weights(encoder, WEIGHT_FILE_NAMES):
-            missing.insert(0, MissingFile(encoder, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
-        if not (root / MANIFEST).is_file():
-            missing.insert(0, MissingFile(root / MANIFEST, "diffusion", "`spin-to-mesh weights convert` (re-run it)"))
+        again = "`spin-to-mesh weights convert` (re-run it)"
+        missing = [MissingFile(path, "diffusion", again) for path in converted_missing(root)] + missing
+        encoder, unet, vae = root / "text_encoder", root / "unet", root / "vae"
         return WeightsLayout(
             root=root,
             kind="converted",
             checkpoint=None,
-            encoder=encoder if _has_weights(encoder, WEIGHT_FILE_NAMES) else None,
-            unet=parts["unet"],
-            vae=parts["vae"],
+            encoder=encoder if has_weights(encoder, WEIGHT_FILE_NAMES) else None,
+            unet=unet if has_weights(unet, DIFFUSERS_WEIGHT_NAMES) else None,
+            vae=vae if has_weights(vae, DIFFUSERS_WEIGHT_NAMES) else None,
             antelopev2=antelope,
             bisenet=bisenet,
             missing=tuple(missing),
@@ -138,7 +129,7 @@ def inspect_weights(root: str | os.PathLike[str]) -> WeightsLayout:
     if checkpoint is None:
         diffusion_missing.append(MissingFile(root / CHECKPOINT_NAMES[0], "diffusion", SOURCES["spmr.ckpt"]))
     encoder = root / ENCODER_DIR
-    encoder_found = encoder if _has_weights(encoder, WEIGHT_FILE_NAMES) else None
+    encoder_found = encoder if has_weights(encoder, WEIGHT_FILE_NAMES) else None
     if encoder_found is None:
         diffusion_missing.append(
             MissingFile(encoder / "{config.json, model.safetensors}", "diffusion", SOURCES["encoder"])
@@ -161,8 +152,6 @@ def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get(ENV_VAR, "")
     if env:
         return Path(env).expanduser()
-    from align.weights import WHERE_TO_GET
-
     needed = [
         MissingFile(Path("DIR") / CHECKPOINT_NAMES[0], "diffusion", SOURCES["spmr.ckpt"]),
         MissingFile(Path("DIR") / ENCODER_DIR, "diffusion", SOURCES["encoder"]),

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from flows import doctor
-from smr_core.fetch.manifest import MANIFEST, stages_of
+from model_fetch.manifest import MANIFEST, stages_of
 
 
 @pytest.fixture(autouse=True)

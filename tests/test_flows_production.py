@@ -367,7 +367,7 @@ def test_every_deployment_fills_a_valid_form_and_the_demo_needs_no_weights(tmp_p
 
 def test_missing_weights_in_a_flow_run_speak_the_forms_words(tmp_path, monkeypatch):
     from flows.pipeline import _ensure_weights_for_form
-    from smr_core.fetch.errors import WeightsMissingError
+    from model_fetch.errors import WeightsMissingError
     from spin_io.errors import EXIT_WEIGHTS, exit_code_of
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))

@@ -9,7 +9,7 @@ from export_helpers import decode_glb
 
 from exporters import ExportConfig, export_asset
 from exporters.sample import procedural_head
-from smr_core.fetch import weights_licences
+from model_fetch import weights_licences
 from spin_io.headmesh import PROVENANCE_KEY, provenance_from_generation
 
 

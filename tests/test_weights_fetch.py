@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main as cli_main
-from smr_core.fetch import (
+from model_fetch import (
     ChecksumMismatchError,
     DriveQuotaError,
     WeightsMissingError,
@@ -30,10 +30,10 @@ from smr_core.fetch import (
     status,
     weights_licences,
 )
-from smr_core.fetch import api as fetch_api
-from smr_core.fetch import drive as fetch_drive
-from smr_core.fetch import manifest as fetch_manifest
-from smr_core.fetch.manifest import MANIFEST, WeightFile
+from model_fetch import api as fetch_api
+from model_fetch import drive as fetch_drive
+from model_fetch import manifest as fetch_manifest
+from model_fetch.manifest import MANIFEST, WeightFile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -183,7 +183,7 @@ def test_manifest_table_is_complete_and_licences_are_marked():
     names = [f.name for f in MANIFEST]
     assert len(names) == len(set(names))
     relpaths = {f.relpath for f in MANIFEST}
-    # the layout smr_core.weights and align.weights look for
+    # the layout model_fetch.layout (for smr_core.weights and align.weights) looks for
     assert {"spmr.ckpt", "models/encoder/config.json", "models/antelopev2/scrfd_10g_bnkps.onnx",
             "models/antelopev2/arcface.onnx", "79999_iter.pth", "3ddfa/mb1_120x120.pth",
             "3ddfa/bfm_noneck_v3.pkl", "3ddfa/FaceBoxesProd.pth",
@@ -382,7 +382,7 @@ def test_resume_after_a_cut_connection(server, online, tmp_path, monkeypatch):
 
 _CHILD = """
 import sys
-from smr_core.fetch import fetch_weights
+from model_fetch import fetch_weights
 fetch_weights(sys.argv[1], only=["spmr"])
 """
 

@@ -1,18 +1,21 @@
-"""Errors of the weight fetcher; all derive from smr_core's SMRError and carry a documented exit code."""
+"""Errors of the weight fetcher; all derive from FetchError and carry a documented exit code.
+
+model_fetch imports no stage package, so FetchError is a base of its own (a RuntimeError, like the stages'
+bases); `spin-to-mesh` counts it among the user errors (flows.errors.user_error_types).
+"""
 
 from __future__ import annotations
 
-from smr_core.errors import SMRError, WeightsNotFoundError
 from spin_io.errors import EXIT_USAGE, EXIT_WEIGHTS
 
 
-class FetchError(SMRError):
+class FetchError(RuntimeError):
     """A weight file could not be fetched or verified; the message says what to do instead."""
 
     exit_code = EXIT_WEIGHTS
 
 
-class WeightsMissingError(FetchError, WeightsNotFoundError):
+class WeightsMissingError(FetchError):
     """Files a stage needs are absent and cannot be fetched now (offline, or the source failed).
 
     `missing` keeps the WeightFile entries so callers can list or serialise them.

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smr_core.fetch import cache, drive
-from smr_core.fetch.download import http_download
-from smr_core.fetch.errors import ChecksumMismatchError, FetchError, WeightsMissingError
-from smr_core.fetch.manifest import MANIFEST, PACKAGED, WeightFile, by_name, select, stages_of
+from model_fetch import cache, drive, layout
+from model_fetch.download import http_download
+from model_fetch.errors import ChecksumMismatchError, FetchError, WeightsMissingError
+from model_fetch.manifest import MANIFEST, PACKAGED, WeightFile, by_name, select, stages_of
 
 DEMO_COMMAND = "spin-to-mesh run PHOTO -o OUT --views-backend synthetic"
 FETCH_COMMAND = "spin-to-mesh weights fetch"
@@ -246,9 +246,7 @@ def missing_message(missing: list[WeightFile], root: Path, offline: bool, failur
 
 def _converted(root: Path) -> bool:
     """A complete converted folder (`weights convert`) stands in for spmr.ckpt and the encoder."""
-    from smr_core.weights import detect_kind, inspect_weights
-
-    return root.is_dir() and detect_kind(root) == "converted" and inspect_weights(root).diffusion_complete
+    return root.is_dir() and layout.detect_kind(root) == "converted" and not layout.converted_missing(root)
 
 
 def _fetch_all(files: list[WeightFile], root: Path, report: bool) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""Fetching, verifying and crediting the model weights (issue 14).
+"""Fetching, verifying and crediting the model weights (issue 14), shared by every stage.
+
+It imports only `spin_io` (docs/DESIGN.md §1): `align`, `smr_core`, `recon`, `exporters` and `flows` may
+import it. `model_fetch.layout` holds the weights-folder lookups several stages share (the alignment
+components, the converted diffusion folders).
 
 Public API (everything else is internal):
 
@@ -15,7 +19,7 @@ Public API (everything else is internal):
         --weights DIR, else $SMR_WEIGHTS, else the per-user cache.
 """
 
-from smr_core.fetch.api import (
+from model_fetch.api import (
     DEMO_COMMAND,
     FETCH_COMMAND,
     FileStatus,
@@ -25,15 +29,15 @@ from smr_core.fetch.api import (
     status,
     weights_licences,
 )
-from smr_core.fetch.cache import default_weights_dir, weights_root
-from smr_core.fetch.errors import (
+from model_fetch.cache import default_weights_dir, weights_root
+from model_fetch.errors import (
     ChecksumMismatchError,
     DriveQuotaError,
     FetchError,
     UnknownWeightError,
     WeightsMissingError,
 )
-from smr_core.fetch.manifest import MANIFEST, WeightFile
+from model_fetch.manifest import MANIFEST, WeightFile
 
 __all__ = [
     "DEMO_COMMAND",

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from smr_core.fetch.download import Progress
-from smr_core.fetch.errors import DriveQuotaError, FetchError
+from model_fetch.download import Progress
+from model_fetch.errors import DriveQuotaError, FetchError
 
 # The URL gdown is given; a module attribute so tests can point it at a local server.
 DRIVE_FILE_URL = "https://drive.google.com/uc?id={id}"

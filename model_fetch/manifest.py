@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from smr_core.fetch.errors import UnknownWeightError
+from model_fetch.errors import UnknownWeightError
 
 SourceKind = Literal["hf", "gdrive", "gdrive-folder", "url"]
 Stage = Literal["align", "views"]

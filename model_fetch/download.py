@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from smr_core.fetch.errors import FetchError
+from model_fetch.errors import FetchError
 
 CHUNK = 1 << 20
 USER_AGENT = "spin-to-mesh-weights/1"
