@@ -37,6 +37,7 @@ from recon.pipeline import ReconConfig, reconstruct  # noqa: E402
 from recon.synth import (  # noqa: E402
     HELD_OUT,
     PEOPLE,
+    TUNED_ON,
     VARIANTS,
     GroundTruthHead,
     eval_cases,
@@ -53,13 +54,15 @@ AIM_F25 = 0.90
 
 def load_head(name: str) -> GroundTruthHead:
     """A people head by name, 'fsaverage', or a procedural seed (e.g. '3')."""
-    if name in PEOPLE or name in HELD_OUT:
+    if name in PEOPLE + TUNED_ON + HELD_OUT:
         return person_head(name)
     if name == "fsaverage":
         return fsaverage_head()
     if name.isdigit():
         return procedural_head(int(name))
-    raise SystemExit(f"unknown head {name!r}: choose from {PEOPLE + HELD_OUT}, 'fsaverage' or a procedural seed")
+    raise SystemExit(
+        f"unknown head {name!r}: choose from {PEOPLE + TUNED_ON + HELD_OUT}, 'fsaverage' or a procedural seed"
+    )
 
 
 def flags(m: dict) -> list[str]:
@@ -164,8 +167,8 @@ def print_regions(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--heads", nargs="+", default=list(PEOPLE),
-                    help=f"people heads {PEOPLE}, held-out heads {HELD_OUT} (never tuned on); 'fsaverage' or "
-                         "procedural seeds also work (geometric regions)")
+                    help=f"people heads {PEOPLE}, heads held out once and tuned on since {TUNED_ON}, held-out heads "
+                         f"{HELD_OUT} (never tuned on); 'fsaverage' or procedural seeds also work (geometric regions)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--views", nargs="+", type=int, default=[16, 24], choices=[16, 24])
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 512])

@@ -12,7 +12,9 @@ dP/du and dP/dv. For z = log d that gives (Queau et al., "Normal integration: a 
 The depth map minimises, over the pixels of the mask,
 
     E(z) = sum_(p,p') w_pp' (z_p' - z_p - g_pp')^2           (g: the mean of both pixels' gradients)
-         + sum_p a_p (z_p - log d_hull,p)^2                   (anchors where the visual hull is tight)
+         + sum_p a_p (z_p - log d_anchor,p)^2                 (anchors: d_hull where the visual hull is tight;
+                                                                where other views placed the pixel (recon.sweep),
+                                                                their depth)
          + sum_p b_p (z_p - log d_entry,p + tol)^2            (only where the surface would leave the hull)
 
 solved by iteratively reweighted least squares:
@@ -61,6 +63,7 @@ class ViewDepth:
 
     depth: np.ndarray  # (H, W) float64, distance along the view axis
     confidence: np.ndarray  # (H, W) float32
+    moved: int = 0  # pixels whose depth the other views' normals moved back (recon.sweep)
 
 
 def camera_rays(height: int, width: int, fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -113,11 +116,15 @@ def integrate_normals(
     hull_depth: np.ndarray,
     hull_normal_cam: np.ndarray,
     cfg: DepthConfig | None = None,
+    anchor_depth: np.ndarray | None = None,
+    anchor_weight: float = 1.0,
 ) -> ViewDepth:
     """Depth map of one view from its camera-frame normals, anchored to the hull (module docstring).
 
     `hull_depth` is the depth at which each ray enters the visual hull (inf where it misses it);
     `hull_normal_cam` the hull's outward normal there, in the same camera axes as `normal_cam`.
+    `anchor_depth` (finite where known, else nan) adds anchors that replace the hull's at their pixels:
+    depths other views place (recon.sweep), weighted `anchor_weight` x cos and robust like the hull's.
     """
     from scipy import sparse
     from scipy.sparse.linalg import spsolve
@@ -141,14 +148,20 @@ def integrate_normals(
     lengths = np.linalg.norm(n_obs, axis=-1) * np.linalg.norm(n_hull, axis=-1)
     agree = (n_obs * n_hull).sum(-1) / np.maximum(lengths, 1e-12)
     a0 = np.where(agree > np.cos(np.radians(cfg.anchor_angle_deg)), cfg.anchor_weight, 0.0) * cos[pix]
+    z_anchor = z_hull.copy()
+    if anchor_depth is not None:
+        known = np.isfinite(anchor_depth[pix]) & (anchor_depth[pix] > 0)
+        z_anchor[known] = np.log(anchor_depth[pix][known])
+        a0[known] = anchor_weight * cos[pix][known]
     a, w_pair, b = a0.copy(), w_pair0.copy(), np.zeros(n)
     for it in range(cfg.iterations):
         diag = a + b + cfg.regulariser
         lhs = (D.T @ sparse.diags(w_pair) @ D + sparse.diags(diag)).tocsc()
-        z = spsolve(lhs, D.T @ (w_pair * g) + (a + cfg.regulariser) * z_hull + b * (z_hull - cfg.inside_tolerance))
+        rhs = D.T @ (w_pair * g) + a * z_anchor + cfg.regulariser * z_hull + b * (z_hull - cfg.inside_tolerance)
+        z = spsolve(lhs, rhs)
         w_pair = w_pair0 * np.exp(-(((D @ z - g) / cfg.pair_scale) ** 2))
         if it >= cfg.iterations - 1 - cfg.robust_anchor_iterations:
-            a = a0 / (1.0 + ((z - z_hull) / cfg.anchor_scale) ** 2)
+            a = a0 / (1.0 + ((z - z_anchor) / cfg.anchor_scale) ** 2)
         b = np.where(z < z_hull - cfg.inside_tolerance, cfg.inside_weight, 0.0)
     depth[pix] = np.exp(z)
     reach = abs(D.T)

@@ -202,6 +202,7 @@ def reconstruct(
     grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
     v, f = extract_surface(grid)
     stamp("visual_hull")
+    depths = []
     if cfg.volume.enabled:
         with _bar(progress, len(vs.frames), "depth from normals", "view") as tick:
             depth_cams, depths = view_depths(cams, v, f, normals, masks_np, cfg.volume, progress=tick)
@@ -239,6 +240,8 @@ def reconstruct(
     for row, a in zip(views, alignment, strict=False):
         row["normal_rotation_deg"] = a["rotation_deg"]
         row["normal_rotation_applied"] = a["applied"]
+    for row, vd in zip(views, depths, strict=False):  # a concavity the hull bridged, opened from other views
+        row["depth_moved_px"] = vd.moved
     check = self_check(views, cfg.self_check)
     if not check["ok"]:
         log(f"self-check: views {check['disagreeing_views']} disagree with the rest (metrics.json: self_check)")

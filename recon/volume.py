@@ -3,8 +3,10 @@
 A silhouette only removes space outside some view's mask, so the visual hull keeps every
 concavity filled: the gap behind an ear, eye sockets, nostrils, nasal folds, the space between a
 ponytail and the neck. Each view's normals, integrated to a depth map D_i (recon.depth), say
-where the ray through a pixel meets the head. Those are fused as a truncated signed distance
-(Curless & Levoy 1996) on the hull's grid. For a voxel centre x seen by view i at pixel p,
+where the ray through a pixel meets the head; where integration left a patch on the hull's lid,
+the other views' normals move it back (recon.sweep) and the view is integrated again. Those are
+fused as a truncated signed distance (Curless & Levoy 1996) on the hull's grid. For a voxel centre x
+seen by view i at pixel p,
 
     m_i(x) = D_i(p) - delta_i(x)                     (> 0: x lies in front of what view i sees)
     w_i(x) = confidence_i(p)                         (cos of the viewing angle x integration support)
@@ -31,6 +33,7 @@ from recon.depth import DepthConfig, ViewDepth, integrate_normals
 from recon.hull import HullGrid
 from recon.mesh_ops import face_normals
 from recon.raster import TorchRasterizer, rasterize_views
+from recon.sweep import SweepConfig, accepted_offsets, confirmed, sweep_costs
 
 
 @dataclass
@@ -46,6 +49,7 @@ class VolumeConfig:
     robust_scale: float = 0.005  # s: 2 mm at 0.4 m/unit
     robust_iterations: int = 2
     depth: DepthConfig = field(default_factory=DepthConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 def view_depths(
@@ -76,7 +80,20 @@ def view_depths(
         cov = fr.covered.cpu().numpy()
         hull_n[cov] = fn[fr.face_id[fr.covered]].double().cpu().numpy() @ R
         hull_depth = fr.depth.double().cpu().numpy()
-        out.append(integrate_normals(n_cam, masks_s[i], (fx[i], fy[i], cx[i], cy[i]), hull_depth, hull_n, cfg.depth))
+        intr = (fx[i], fy[i], cx[i], cy[i])
+        vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth)
+        if cfg.sweep.enabled and len(cams) > 2:
+            # patches no anchor placed: their depth from the other views' normals, then integrated again
+            sweep = sweep_costs(i, cams, normals_s, masks_s, vd.depth, cfg.sweep)
+            offset = accepted_offsets(sweep, cfg.sweep)
+            if np.isfinite(offset).any():
+                anchor = vd.depth + offset
+                if cfg.sweep.stay_anchors:  # what the other views confirm stays where it is
+                    anchor = np.where(confirmed(sweep, cfg.sweep) & np.isnan(offset), vd.depth, anchor)
+                vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth,
+                                       anchor_depth=anchor, anchor_weight=cfg.sweep.anchor_weight)
+                vd.moved = int(np.isfinite(offset).sum()) * cfg.sweep.stride**2
+        out.append(vd)
         if progress is not None:
             progress(i)
     return cams, out

@@ -48,6 +48,9 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     metrics = json.loads((tmp_path / "mesh" / "metrics.json").read_text())
     assert len(metrics["views"]) == 16 and metrics["conventions"]["ok"]
     assert min(v["silhouette_iou"] for v in metrics["views"]) > 0.9
+    # how much of each depth map the other views' normals moved back (recon.sweep: off unless --open-pockets)
+    assert [v["depth_moved_px"] for v in metrics["views"]] == [0] * 16
+    assert metrics["config"]["volume"]["sweep"]["enabled"] is False
     assert metrics["coverage"]["texels_painted"] > 0.75  # the neck cap and under-chin are never seen
     filled = metrics["coverage"]["texels_surface_filled"]  # ...and take their colour from the surface around them
     assert 0 < filled < 0.25 and filled + metrics["coverage"]["texels_painted"] == pytest.approx(1.0)

@@ -4,7 +4,7 @@ from recon.synth.albedo import procedural_albedo
 from recon.synth.evalset import VARIANTS, EvalCase, eval_cases, product_views, render_case, variant_settings
 from recon.synth.heads import REGIONS, GroundTruthHead, fsaverage_head, geometric_regions, procedural_head
 from recon.synth.lighting import LIGHTINGS, DirectionalLight, SceneLighting
-from recon.synth.people import HELD_OUT, PEOPLE, people_heads, person_head
+from recon.synth.people import HELD_OUT, PEOPLE, TUNED_ON, people_heads, person_head
 from recon.synth.perturb import Perturbation
 from recon.synth.render import ViewSpec, render_viewset, ring_views, shape_field
 
@@ -19,6 +19,7 @@ __all__ = [
     "GroundTruthHead",
     "Perturbation",
     "SceneLighting",
+    "TUNED_ON",
     "ViewSpec",
     "eval_cases",
     "fsaverage_head",
