@@ -3,10 +3,10 @@
 A silhouette only removes space outside some view's mask, so the visual hull keeps every
 concavity filled: the gap behind an ear, eye sockets, nostrils, nasal folds, the space between a
 ponytail and the neck. Each view's normals, integrated to a depth map D_i (recon.depth), say
-where the ray through a pixel meets the head; where integration left a patch on the hull's lid,
-the other views' normals move it back (recon.sweep) and the view is integrated again. Those are
-fused as a truncated signed distance (Curless & Levoy 1996) on the hull's grid. For a voxel centre x
-seen by view i at pixel p,
+where the ray through a pixel meets the head; with the sweep on (opt-in, `SweepConfig.enabled`), a patch
+integration left on the hull's lid is moved back where the other views' normals agree (recon.sweep) and
+the view is integrated again. Those are fused as a truncated signed distance (Curless & Levoy 1996)
+on the hull's grid. For a voxel centre x seen by view i at pixel p,
 
     m_i(x) = D_i(p) - delta_i(x)                     (> 0: x lies in front of what view i sees)
     w_i(x) = confidence_i(p)                         (cos of the viewing angle x integration support)
