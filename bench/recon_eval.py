@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recon.metrics import REGIONS, evaluate_surface, surface_metrics  # noqa: E402
 from recon.pipeline import ReconConfig, reconstruct  # noqa: E402
+from recon.sweep import SweepConfig  # noqa: E402
 from recon.synth import (  # noqa: E402
     HELD_OUT,
     PEOPLE,
@@ -46,6 +47,7 @@ from recon.synth import (  # noqa: E402
     procedural_head,
     render_case,
 )
+from recon.volume import VolumeConfig  # noqa: E402
 from spin_io.viewset import read_viewset, write_viewset  # noqa: E402
 
 BAR = {"fscore@5mm": 0.97, "normal_consistency": 0.98, "chamfer_l1_mm": 2.0}
@@ -79,7 +81,7 @@ def flags(m: dict) -> list[str]:
     return out
 
 
-def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log) -> dict:
+def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_pockets: bool = False) -> dict:
     t = time.perf_counter()
     vs = render_case(head, case.variant, case.views, case.size, seed=case.seed)
     render_s = time.perf_counter() - t
@@ -88,13 +90,13 @@ def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log) -> di
     vs_read = read_viewset(views_dir)
     if len(vs_read.frames) != len(vs.frames):
         raise RuntimeError(f"{views_dir}: wrote {len(vs.frames)} views, read back {len(vs_read.frames)}")
-    cfg = ReconConfig(device=device)
+    cfg = ReconConfig(device=device, volume=VolumeConfig(sweep=SweepConfig(enabled=open_pockets)))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()
     cpu = time.process_time()
     base = {"head": head.name, "variant": case.variant, "views": case.views, "size": case.size, "seed": case.seed,
-            "render_s": render_s}
+            "render_s": render_s, "open_pockets": open_pockets}
     try:
         res = reconstruct(vs_read, cfg, log=log)
     except Exception as exc:  # a failed case is a result too: recon refused or broke on this input
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="every head, as_generated, 24 views, 256 px")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--open-pockets", action="store_true", help="reconstruct as `recon --open-pockets` does")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the written ViewSets here (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write the rows here (rewritten after every case)")
     ap.add_argument("--verbose", action="store_true", help="print recon's stage lines")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"head {name}: {len(heads[name].faces)} faces, {time.perf_counter() - t:.1f} s", file=sys.stderr)
     try:
         for case in eval_cases(args.heads, args.variants, args.views, args.sizes, args.seed):
-            row = run_case(heads[case.head], case, workdir, args.device, log)
+            row = run_case(heads[case.head], case, workdir, args.device, log, args.open_pockets)
             rows.append(row)
             if "error" in row:
                 print(f"done {case.label}: {row['error']}", file=sys.stderr, flush=True)
