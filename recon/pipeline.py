@@ -240,8 +240,9 @@ def reconstruct(
     for row, a in zip(views, alignment, strict=False):
         row["normal_rotation_deg"] = a["rotation_deg"]
         row["normal_rotation_applied"] = a["applied"]
-    for row, vd in zip(views, depths, strict=False):  # a concavity the hull bridged, opened from other views
-        row["depth_moved_px"] = vd.moved
+    moved = [vd.moved for vd in depths] or [0] * len(views)  # a concavity the hull bridged, opened from other views
+    for row, px in zip(views, moved, strict=True):
+        row["depth_moved_px"] = px
     check = self_check(views, cfg.self_check)
     if not check["ok"]:
         log(f"self-check: views {check['disagreeing_views']} disagree with the rest (metrics.json: self_check)")
