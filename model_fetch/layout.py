@@ -26,6 +26,7 @@ from typing import Literal
 DETECTOR_FILES = ("scrfd_10g_bnkps.onnx",)
 RECOGNITION_FILES = ("arcface.onnx", "glintr100.onnx")  # Arc2Face's README swaps glintr100 for arcface.onnx
 PARSER_FILE = "79999_iter.pth"
+ANTELOPE_DIR = Path("models") / "antelopev2"  # under the weights folder
 
 FETCH_HINT = "`spin-to-mesh weights fetch` downloads and verifies them (model_fetch)"
 
@@ -54,7 +55,7 @@ class AlignWeights:
 
     def missing(self) -> list[str]:
         """One line per missing component: the path expected and where to get it."""
-        pack = self.root / "models" / "antelopev2"
+        pack = self.root / ANTELOPE_DIR
         lines = []
         if self.detector is None:
             lines.append(f"{pack / DETECTOR_FILES[0]}: {WHERE_TO_GET['antelopev2']}")
@@ -75,7 +76,7 @@ def resolve_weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path | No
 
 def find_align_weights(root: Path) -> AlignWeights:
     """Look up each component under `root` without raising."""
-    pack = root / "models" / "antelopev2"
+    pack = root / ANTELOPE_DIR
 
     def first(names: tuple[str, ...], folder: Path) -> Path | None:
         return next((folder / n for n in names if (folder / n).is_file()), None)

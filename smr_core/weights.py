@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from model_fetch.layout import (
+    ANTELOPE_DIR,
     CONVERTED_MANIFEST,
     DETECTOR_FILES,
     DIFFUSERS_WEIGHT_NAMES,
+    PARSER_FILE,
     RECOGNITION_FILES,
     WEIGHT_FILE_NAMES,
     WHERE_TO_GET,
@@ -40,8 +42,7 @@ ENV_VAR = "SMR_WEIGHTS"
 MANIFEST = CONVERTED_MANIFEST
 CHECKPOINT_NAMES = ("spmr.ckpt", "spmr.safetensors")
 ENCODER_DIR = Path("models") / "encoder"
-ANTELOPE_DIR = Path("models") / "antelopev2"
-BISENET_FILE = "79999_iter.pth"
+BISENET_FILE = PARSER_FILE
 
 SOURCES = {
     "spmr.ckpt": "the SpinMeRound authors' release (Google Drive link in the README of "
