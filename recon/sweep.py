@@ -169,16 +169,17 @@ def sweep_costs(
         n_a = n_a @ _turn(origin + d0[:, None] * ray, n_a, cameras, normals, masks_t, others, cfg).T
     offsets = np.arange(0.0, cfg.max_offset + cfg.step / 2, cfg.step)
     k = min(cfg.best_views, len(others))
-    cost = np.full((len(offsets), H, W), np.nan)
+    on = pix[s0::st, s0::st]  # the lattice's pixels, in the same (row-major) order as rows, cols
+    cost = np.full((len(offsets),) + on.shape, np.nan)
     for i, t in enumerate(offsets):
         X = origin + (d0 + t)[:, None] * ray
         c, _, in_hull = _seen(X, n_a, cameras, normals, masks_t, others, cfg.min_facing)
         best = torch.topk(c, k, dim=0, largest=False).values.mean(0)
         best = torch.where(torch.isfinite(best) & in_hull, best, torch.full_like(best, np.nan))
-        cost[i][pix] = best.cpu().numpy()
+        cost[i][on] = best.cpu().numpy()
     # C(p, t): the window on the lattice, window / stride lattice pixels a side
-    smooth = _box_mean(cost[:, s0::st, s0::st], max(1, int(round(cfg.window / st))))
-    smooth[:, ~pix[s0::st, s0::st]] = np.nan
+    smooth = _box_mean(cost, max(1, int(round(cfg.window / st))))
+    smooth[:, ~on] = np.nan
     filled = np.where(np.isfinite(smooth), smooth, np.inf)
     k_best = np.argmin(filled, axis=0)
     c_best = np.take_along_axis(filled, k_best[None], 0)[0]
