@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Chamfer better on such heads, normal consistency within +-0.002 elsewhere)",
     )
     p.add_argument(
+        "--trust-cameras",
+        action="store_true",
+        help="use the declared cameras as they are; by default each view's camera is turned (up to 4 deg) onto the "
+        "shape the views agree on, as generated views are drawn from slightly different poses (recon/camera_align.py)",
+    )
+    p.add_argument(
         "--conventions",
         choices=("correct", "refuse", "trust"),
         default="correct",
@@ -50,6 +56,7 @@ def _handle(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from recon.camera_align import CameraAlignConfig
     from recon.errors import ReconError, ViewSetInputError
     from recon.fusion import FusionConfig
     from recon.pipeline import ReconConfig, run_recon
@@ -77,6 +84,7 @@ def _handle(args: argparse.Namespace) -> int:
         conventions=args.conventions,
         fusion=FusionConfig(rounds=args.rounds),
         volume=VolumeConfig(enabled=not args.no_depth_fusion, sweep=SweepConfig(enabled=args.open_pockets)),
+        camera_align=CameraAlignConfig(enabled=not args.trust_cameras),
         texture=TextureConfig(size=args.texture_size),
     )
     out = run_recon(

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recon.camera_align import CameraAlignConfig, align_cameras, merge_rounds
 from recon.cameras import Cameras, cameras_from_frames
 from recon.conventions import ConventionReport, apply_conventions, check_conventions
 from recon.delight import DelightConfig
 from recon.errors import DegenerateResultError, ViewSetInputError
 from recon.fusion import FusionConfig, refine
-from recon.hull import extract_surface, hull_grid, largest_component, simplify
+from recon.hull import HullGrid, extract_surface, hull_grid, largest_component, simplify, working_extent
 from recon.mesh_ops import (
     edge_manifold_report,
     face_normals,
@@ -29,7 +30,7 @@ from recon.normal_align import NormalAlignConfig, align_view_normals
 from recon.raster import TorchRasterizer, rasterize_views
 from recon.selfcheck import SelfCheckConfig, self_check
 from recon.texture import BakedTexture, TextureConfig, bake_texture, render_textured
-from recon.volume import VolumeConfig, fuse_depths, view_depths
+from recon.volume import ViewDepth, VolumeConfig, fuse_depths, view_depths
 from spin_io.viewset import ViewSet
 
 MIN_VIEWS = 4
@@ -47,6 +48,7 @@ class ReconConfig:
     conventions: str = "correct"  # "correct" (fix + warn) | "refuse" | "trust" (skip the check)
     check_self_intersections: bool = True
     volume: VolumeConfig = field(default_factory=VolumeConfig)
+    camera_align: CameraAlignConfig = field(default_factory=CameraAlignConfig)
     normal_align: NormalAlignConfig = field(default_factory=NormalAlignConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     texture: TextureConfig = field(default_factory=lambda: TextureConfig(delight=DelightConfig(enabled=True)))
@@ -183,7 +185,7 @@ def reconstruct(
     def stamp(name: str) -> None:
         nonlocal t0
         now = time.perf_counter()
-        times[name] = round(now - t0, 3)
+        times[name] = round(times.get(name, 0.0) + now - t0, 3)
         t0 = now
         log(f"{name}: {times[name]:.1f} s")
 
@@ -198,20 +200,33 @@ def reconstruct(
     masks_np = np.stack([f.mask for f in vs.frames])
     masks = torch.tensor(masks_np, dtype=torch.float32, device=dev)
     normals = world_normals(vs, dev)
-    log(f"visual hull: {len(vs.frames)} views, {cfg.hull_voxel * vs.metres_per_unit * 1000:.1f} mm voxels")
-    grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
-    v, f = extract_surface(grid)
-    stamp("visual_hull")
-    depths = []
-    if cfg.volume.enabled:
-        with _bar(progress, len(vs.frames), "depth from normals", "view") as tick:
-            depth_cams, depths = view_depths(cams, v, f, normals, masks_np, cfg.volume, progress=tick)
-        stamp("depth_integration")
-        v, f = extract_surface(grid, largest_component(fuse_depths(grid, depth_cams, depths, cfg.volume)))
-        stamp("depth_fusion")
-    fused_report = {"faces": int(len(f)), **edge_manifold_report(f)}
-    v, f = simplify(v, f, cfg.target_faces)
-    stamp("simplify")
+    mm = vs.metres_per_unit * 1000
+    first = cfg.volume
+    if cfg.camera_align.enabled:  # a quicker consensus is enough to place the cameras
+        first = replace(cfg.volume, max_size=min(cfg.volume.max_size, cfg.camera_align.consensus_size),
+                        sweep=replace(cfg.volume.sweep, enabled=False))
+    grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, first, mm, log, stamp, progress)
+    camera_report: list[dict] = []
+    if cfg.camera_align.enabled:
+        declared = cams
+        for r in range(cfg.camera_align.rounds):
+            if r > 0:  # a consensus from the cameras aligned so far, then align again
+                grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, first, mm, log, stamp,
+                                                                    progress)
+            log(f"camera alignment, round {r + 1}: each view's camera turned onto the fused surface")
+            v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
+            centre, _ = working_extent(declared)
+            with _bar(progress, len(vs.frames), "camera alignment", "view") as tick:
+                cams, rows = align_cameras(v_t, f_t, cams, normals, masks_np, centre, grid.y_cut,
+                                           cfg.camera_align, progress=tick)
+            camera_report = merge_rounds(camera_report, rows, declared, cams)
+            stamp("camera_alignment")
+            if not any(row["applied"] for row in rows):
+                break
+        if any(row["applied"] for row in camera_report) or first != cfg.volume:
+            # the hull and depth fusion again, from the aligned cameras and at full size
+            grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, cfg.volume, mm, log, stamp,
+                                                                progress)
     v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
     fused_normals, alignment = normals, []
     if cfg.normal_align.enabled:
@@ -240,6 +255,10 @@ def reconstruct(
     for row, a in zip(views, alignment, strict=False):
         row["normal_rotation_deg"] = a["rotation_deg"]
         row["normal_rotation_applied"] = a["applied"]
+    for row, c in zip(views, camera_report, strict=False):  # how far each camera was turned from its declared pose
+        row["camera_rotation_deg"] = c["rotation_deg"]
+        row["camera_rotation_applied"] = c["applied"]
+        row["camera_rotation_refused"] = c.get("reason") == "larger than max_rotation_deg"
     moved = [vd.moved for vd in depths] or [0] * len(views)  # a concavity the hull bridged, opened from other views
     for row, px in zip(views, moved, strict=True):
         row["depth_moved_px"] = px
@@ -252,6 +271,7 @@ def reconstruct(
         "self_check": check,
         "views": views,
         "normal_alignment": alignment,
+        "camera_alignment": camera_report,
         "coverage": {"texels_painted": baked.coverage, "texels_surface_filled": baked.surface_filled},
         "mesh": {"vertices": int(len(baked.vertices)), "faces": int(len(baked.faces)), **mesh_report},
         "neck_plane_y_m": grid.y_cut * vs.metres_per_unit,
@@ -265,6 +285,29 @@ def reconstruct(
         baked.vertices, baked.faces, baked.uv, baked.albedo, grid.y_cut, vs.metres_per_unit, report, metrics,
         albedo_lit=baked.albedo_lit,
     )
+
+
+def _consensus_shape(
+    cams: Cameras, masks: torch.Tensor, normals: torch.Tensor, cfg: ReconConfig, volume: VolumeConfig,
+    mm_per_unit: float, log: Callable[[str], None], stamp: Callable[[str], None], progress: bool,
+) -> tuple[HullGrid, np.ndarray, np.ndarray, list[ViewDepth], dict]:
+    """The shape the views agree on: visual hull, depth fusion inside it, simplified (and the unsimplified report)."""
+    masks_np = masks.cpu().numpy() > 0.5
+    log(f"visual hull: {len(cams)} views, {cfg.hull_voxel * mm_per_unit:.1f} mm voxels")
+    grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
+    v, f = extract_surface(grid)
+    stamp("visual_hull")
+    depths: list[ViewDepth] = []
+    if volume.enabled:
+        with _bar(progress, len(cams), "depth from normals", "view") as tick:
+            depth_cams, depths = view_depths(cams, v, f, normals, masks_np, volume, progress=tick)
+        stamp("depth_integration")
+        v, f = extract_surface(grid, largest_component(fuse_depths(grid, depth_cams, depths, volume)))
+        stamp("depth_fusion")
+    fused_report = {"faces": int(len(f)), **edge_manifold_report(f)}
+    v, f = simplify(v, f, cfg.target_faces)
+    stamp("simplify")
+    return grid, v, f, depths, fused_report
 
 
 @contextmanager

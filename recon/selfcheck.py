@@ -10,7 +10,8 @@ per-view reprojection errors, a verdict computed from them:
 * a view disagrees with the rest when either number is an outlier among the views (beyond
   median + `k` x 1.4826 MAD, and past an absolute floor so a uniformly excellent set flags nothing),
   or when it misses an absolute bar outright, or when its whole normal map is turned against the
-  shape by more than recon.normal_align corrects (a wrong camera or normal frame, not a tilt).
+  shape by more than recon.normal_align corrects (a wrong camera or normal frame, not a tilt), or
+  its camera sits further from its declared pose than recon.camera_align corrects.
   Generated views that contradict the others are what the reconstruction had to outvote: they say
   where to look first.
 """
@@ -58,6 +59,8 @@ def self_check(views: list[dict], cfg: SelfCheckConfig | None = None) -> dict:
             reasons.append(f"normal error {nerr_f[i]:.1f} deg (median {np.median(nerr_f):.1f})")
         if v.get("normal_rotation_applied") is False and v.get("normal_rotation_deg"):
             reasons.append(f"normal map turned {v['normal_rotation_deg']:.1f} deg against the shape (not corrected)")
+        if v.get("camera_rotation_refused"):
+            reasons.append(f"camera {v['camera_rotation_deg']:.1f} deg from its declared pose (not corrected)")
         if reasons:
             disagree.append({"view": int(v["view"]), "azimuth_deg": v["azimuth_deg"],
                              "elevation_deg": v["elevation_deg"], "why": "; ".join(reasons)})

@@ -51,10 +51,15 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     # how much of each depth map the other views' normals moved back (recon.sweep: off unless --open-pockets)
     assert [v["depth_moved_px"] for v in metrics["views"]] == [0] * 16
     assert metrics["config"]["volume"]["sweep"]["enabled"] is False
+    # each camera turned onto the shape the views agree on (Perturbation's 1 deg jitter; recon.camera_align)
+    turns = metrics["camera_alignment"]
+    assert len(turns) == 16 and any(t["applied"] for t in turns)
+    assert all(t["rotation_deg"] <= 4.0 for t in turns if t["applied"])
+    assert [v["camera_rotation_deg"] for v in metrics["views"]] == [t["rotation_deg"] for t in turns]
     assert metrics["coverage"]["texels_painted"] > 0.75  # the neck cap and under-chin are never seen
     filled = metrics["coverage"]["texels_surface_filled"]  # ...and take their colour from the surface around them
     assert 0 < filled < 0.25 and filled + metrics["coverage"]["texels_painted"] == pytest.approx(1.0)
-    assert {"visual_hull", "depth_integration", "depth_fusion", "normal_fusion", "texture"} <= set(
+    assert {"visual_hull", "depth_integration", "depth_fusion", "camera_alignment", "normal_fusion", "texture"} <= set(
         metrics["stage_seconds"]
     )
     # the self-check names exactly the view rendered from a deformed head (Perturbation's back view)

@@ -69,6 +69,17 @@ def test_a_normal_map_turned_too_far_to_correct_is_named():
     assert check["disagreements"][0]["why"] == "normal map turned 24.5 deg against the shape (not corrected)"
 
 
+def test_a_camera_too_far_from_its_declared_pose_to_correct_is_named():
+    rows = _rows(GOOD_OFFSETS, GOOD_NORMALS)
+    for r in rows:
+        r["camera_rotation_deg"], r["camera_rotation_applied"], r["camera_rotation_refused"] = 0.8, True, False
+    rows[9]["camera_rotation_deg"], rows[9]["camera_rotation_applied"] = 6.3, False
+    rows[9]["camera_rotation_refused"] = True
+    check = self_check(rows)
+    assert check["disagreeing_views"] == [9]
+    assert check["disagreements"][0]["why"] == "camera 6.3 deg from its declared pose (not corrected)"
+
+
 def test_a_view_whose_silhouette_disagrees_is_named():
     offsets, ious = list(GOOD_OFFSETS), [0.98] * 12
     offsets[4], ious[4] = 3.0, 0.80  # past the absolute bar (2 px)
