@@ -47,7 +47,7 @@ class CameraAlignConfig:
     enabled: bool = True
     consensus_size: int = 128  # the consensus integrates the views' depth at most this many pixels a side
     max_rotation_deg: float = 4.0  # larger estimates are a wrong camera, not jitter: reported, not applied
-    min_gain: float = 0.02  # the cost must fall by this share for a rotation to be applied
+    min_gain: float = 0.035  # the cost must fall by this share (exact cameras: spurious turns gained <= 0.031)
     min_change_deg: float = 0.3  # smaller turns are within what the estimate can tell (0.1-0.3 deg on exact views)
     sigma_normal: float = 0.1  # unit-normal residual scale
     sigma_outline_px: float = 1.0  # outline residual scale, pixels
