@@ -21,10 +21,11 @@ other side, deep eye sockets, a thin long neck; fay, small ears lying nearly fla
 narrow gap), a low bun at the nape, a short neck; gus, 3 mm ears at 28 and 33 degrees set low, a ponytail
 hanging off to one side, a broad long neck.
 
-Three more, `HELD_OUT`, were built after session 8's tuning and are used only to check it, never to choose a
-setting: hal, a fringe swept to the other side of eli's, ears at 34 and 24 degrees (the far one set high),
-a long broad neck; ivy, thin 2.8 mm ears at 30 and 38 degrees, a centred ponytail, a thin neck, deep
-sockets; jon, a crop, one ear far out (40 degrees) and one flat (18), a big nose, a short neck.
+Three more, built after session 8's tuning as held-out heads (hal, ivy, jon), were used in session 9 to
+decide camera alignment (recon.camera_align) and are `TUNED_ON` now too: hal, a fringe swept to the other
+side of eli's, ears at 34 and 24 degrees (the far one set high), a long broad neck; ivy, thin 2.8 mm ears at
+30 and 38 degrees, a centred ponytail, a thin neck, deep sockets; jon, a crop, one ear far out (40 degrees)
+and one flat (18), a big nose, a short neck. `HELD_OUT` is empty until new heads are built.
 
 Regions ("face", "ears", "back", "crown", "neck") come from the construction: ears are points within
 4 mm of an ear component, neck is where the neck solid is the nearest part below the jaw, crown is the
@@ -162,7 +163,7 @@ def _person(name: str) -> dict:
         P["neck"].update(r=[0.06, 0.062])
         P["nose"].update(dx=-0.002, tip=[-0.002, -0.03, 0.114])
         P["socket_depth_delta"] = [0.001, 0.002]
-    elif name == "hal":  # held out: fringe swept to +X, ears 34/24 degrees, the right one high; long broad neck
+    elif name == "hal":  # fringe swept to +X, ears 34/24 degrees, the right one high; long broad neck
         P["hair"].update(style="swept", c=[0.006, 0.045, -0.016], r=[0.083, 0.097, 0.107],
                          fringe_c=[0.03, 0.07, 0.068], fringe_r=[0.048, 0.017, 0.03], fringe_roll=-12.0)
         P["ears"][0].update(angle=34.0, width=0.037, height=0.066, attach=0.013, thick=0.003, rim=0.002,
@@ -171,7 +172,7 @@ def _person(name: str) -> dict:
         P["jaw"]["r"] = [0.055, 0.041, 0.059]
         P["neck"].update(r=[0.057, 0.06])
         P["nose"]["dx"] = 0.0015
-    elif name == "ivy":  # held out: thin 2.8 mm ears at 30/38 degrees, centred ponytail, thin neck, deep sockets
+    elif name == "ivy":  # thin 2.8 mm ears at 30/38 degrees, centred ponytail, thin neck, deep sockets
         P["hair"].update(style="ponytail", r=[0.077, 0.092, 0.102],
                          tail=[[0.0, 0.078, -0.11], [0.0, 0.035, -0.126], [-0.004, -0.02, -0.124],
                                [-0.008, -0.08, -0.104]],
@@ -183,7 +184,7 @@ def _person(name: str) -> dict:
         P["socket_depth_delta"] = [0.0018, 0.0018]
         P["neck"].update(r=[0.046, 0.049])
         P["chin"]["r"] = [0.019, 0.016, 0.017]
-    elif name == "jon":  # held out: crop, ears 40/18 degrees (one far out, one flat), big nose, short neck
+    elif name == "jon":  # crop, ears 40/18 degrees (one far out, one flat), big nose, short neck
         P["hair"].update(r=[0.078, 0.093, 0.103], front=0.07)
         P["ears"][0].update(angle=18.0, width=0.035, height=0.064, attach=0.014, tilt=12.0, y=0.002)
         P["ears"][1].update(angle=40.0, width=0.038, height=0.068, attach=0.013, thick=0.003, rim=0.002,
@@ -197,11 +198,11 @@ def _person(name: str) -> dict:
 
 
 PEOPLE = ("ada", "ben", "cleo", "dev")
-# Held out in session 7 and used to choose settings since (the sweep of recon.sweep): no longer held out.
-TUNED_ON = ("eli", "fay", "gus")
-# Built after session 8's tuning and used only to check it (never to choose a setting): recon is scored on
-# them as on held-out heads. Not in PEOPLE, so the tests do not pay for building them.
-HELD_OUT = ("hal", "ivy", "jon")
+# Held out in session 7 (eli, fay, gus) or 8 (hal, ivy, jon) and used to choose settings since (the sweep of
+# recon.sweep; camera alignment): no longer held out. Not in PEOPLE, so the tests do not pay for building them.
+TUNED_ON = ("eli", "fay", "gus", "hal", "ivy", "jon")
+# Heads built after the last round of tuning and only checked against; empty until new ones are built.
+HELD_OUT: tuple[str, ...] = ()
 _CODE_DIGEST = hashlib.sha256(
     Path(__file__).read_bytes() + Path(__file__).with_name("sdf.py").read_bytes()
 ).hexdigest()[:16]
