@@ -22,8 +22,11 @@ recon.normal_align.kabsch), omega minimises
                                                                         the consensus lost do not pull)
 
 by Gauss-Newton on iteratively reweighted residuals, with a numerical Jacobian (three parameters).
-A view whose estimate exceeds `max_rotation_deg`, or that the rotation does not make agree better by
-`min_gain`, keeps its declared camera; every estimate is reported (metrics.json: camera_alignment).
+The turn every view shares (the median over views) is then removed: the declared cameras are right on
+average, and a common turn is the consensus's own frame. A view whose remaining turn exceeds
+`max_rotation_deg` (a wrong pose, not jitter), is under `min_change_deg`, or does not make it agree
+better by `min_gain` keeps its declared
+camera; every estimate is reported (metrics.json: camera_alignment).
 """
 
 from __future__ import annotations
@@ -48,14 +51,14 @@ class CameraAlignConfig:
     consensus_size: int = 128  # the consensus integrates the views' depth at most this many pixels a side
     max_rotation_deg: float = 4.0  # larger estimates are a wrong camera, not jitter: reported, not applied
     min_gain: float = 0.035  # the cost must fall by this share (exact cameras: spurious turns gained <= 0.031)
-    min_change_deg: float = 0.3  # smaller turns are within what the estimate can tell (0.1-0.3 deg on exact views)
+    min_change_deg: float = 0.3  # smaller turns are not applied (the estimate's own error is 0.3-0.6 deg)
     sigma_normal: float = 0.1  # unit-normal residual scale
     sigma_outline_px: float = 1.0  # outline residual scale, pixels
     stride: int = 2  # surface points every `stride` pixels of the consensus render
     iterations: int = 12
     min_points: int = 300  # a view with fewer usable points keeps its camera
     rounds: int = 1  # align, rebuild the consensus from the aligned cameras, align again ...
-    zero_mean: bool = True  # remove the rotation all views share (the consensus's own frame)
+    zero_mean: bool = True  # remove the rotation all views share (the consensus's own frame; median over views)
 
 
 def rotation_matrix(omega: torch.Tensor) -> torch.Tensor:
@@ -146,9 +149,9 @@ def _fit_view(
     s: _ViewSamples, cam: _Pinhole, centre: torch.Tensor, cfg: CameraAlignConfig
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Gauss-Newton on the reweighted residuals: (omega, the view's normal rotation Q, cost at omega = 0)."""
-    dt = s.points.dtype
-    omega = torch.zeros(3, dtype=dt)
-    Q = torch.eye(3, dtype=dt)
+    dt, dev = s.points.dtype, s.points.device
+    omega = torch.zeros(3, dtype=dt, device=dev)
+    Q = torch.eye(3, dtype=dt, device=dev)
     r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, cfg)
     cost0 = _cost(r_n, usable, r_b, s)
     h = 1e-3
@@ -164,16 +167,16 @@ def _fit_view(
         u_n = torch.where(usable, s.weights / (1.0 + (r_n**2).sum(-1)), torch.zeros_like(s.weights))
         u_b = 1.0 / (1.0 + r_b**2)
         r = torch.cat([(r_n * u_n[:, None].sqrt()).reshape(-1), r_b * u_b.sqrt()])
-        J = torch.zeros(r.shape[0], 3, dtype=dt)
+        J = torch.zeros(r.shape[0], 3, dtype=dt, device=dev)
         for k in range(3):
-            d = torch.zeros(3, dtype=dt)
+            d = torch.zeros(3, dtype=dt, device=dev)
             d[k] = h
             rp = _residuals(s, cam, centre, omega + d, Q, cfg)
             rm = _residuals(s, cam, centre, omega - d, Q, cfg)
             jn = ((rp[0] - rm[0]) / (2 * h)) * u_n[:, None].sqrt()
             jb = ((rp[2] - rm[2]) / (2 * h)) * u_b.sqrt()
             J[:, k] = torch.cat([jn.reshape(-1), jb])
-        A = J.T @ J + 1e-6 * torch.eye(3, dtype=dt) * float(torch.trace(J.T @ J) + 1e-12)
+        A = J.T @ J + 1e-6 * torch.eye(3, dtype=dt, device=dev) * float(torch.trace(J.T @ J) + 1e-12)
         step = -torch.linalg.solve(A, J.T @ r)
         step_len = float(step.norm())
         if step_len > np.radians(1.0):  # trust region: at most a degree per iteration
@@ -183,7 +186,7 @@ def _fit_view(
         if float(step.norm()) < np.radians(0.005):
             break
     # compare at the same normal rotation, so the gain is the camera's alone
-    r0 = _residuals(s, cam, centre, torch.zeros(3, dtype=dt), Q, cfg)
+    r0 = _residuals(s, cam, centre, torch.zeros(3, dtype=dt, device=dev), Q, cfg)
     return omega, Q, min(cost0, _cost(*r0, s))
 
 
@@ -254,9 +257,10 @@ def align_cameras(
         if progress is not None:
             progress(i)
     # the declared cameras are right on average: a turn every view shares is the consensus's, not theirs
-    common = torch.zeros(3, dtype=torch.float64)
+    # (the median, so one wrong camera does not move the others)
+    common = torch.zeros(3, dtype=torch.float64, device=c.device)
     if cfg.zero_mean and len(fits) >= 3:
-        common = torch.stack([fit[2] for fit in fits.values()]).mean(0)
+        common = torch.stack([fit[2] for fit in fits.values()]).median(0).values
     c2w = cameras.c2w.clone()
     for i, entry in enumerate(report):
         if i not in fits:

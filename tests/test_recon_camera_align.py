@@ -93,7 +93,10 @@ def test_a_turn_every_view_shares_is_the_consensus_frame_not_an_error(head, clea
 def test_a_wrong_camera_is_reported_not_applied(head, clean):
     truth = np.zeros((16, 3))
     truth[5] = [0.0, 0.0, 7.0]  # beyond max_rotation_deg (4): a wrong pose, not jitter
-    aligned, report = _align(_declared(clean, truth), head, CameraAlignConfig(zero_mean=False))
+    aligned, report = _align(_declared(clean, truth), head, CameraAlignConfig())
     assert not report[5]["applied"] and report[5]["reason"] == "larger than max_rotation_deg"
+    assert report[5]["rotation_deg"] == pytest.approx(7.0, abs=0.5)
+    # ...and does not move the others: the turn they share is their median, not their mean
+    assert not any(r["applied"] for r in report)
     declared = cameras_from_frames(_declared(clean, truth).frames)
-    assert torch.equal(aligned.c2w[5], declared.c2w[5])
+    assert torch.equal(aligned.c2w, declared.c2w)
