@@ -57,7 +57,6 @@ class CameraAlignConfig:
     stride: int = 2  # surface points every `stride` pixels of the consensus render
     iterations: int = 12
     min_points: int = 300  # a view with fewer usable points keeps its camera
-    rounds: int = 1  # align, rebuild the consensus from the aligned cameras, align again ...
     zero_mean: bool = True  # remove the rotation all views share (the consensus's own frame; median over views)
 
 
@@ -283,20 +282,3 @@ def align_cameras(
     aligned = Cameras(c2w, cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height)
     return aligned, report
 
-
-def merge_rounds(previous: list[dict], rows: list[dict], declared: Cameras, aligned: Cameras) -> list[dict]:
-    """One report row per view over all rounds: this round's row, with the turn measured from the declared pose."""
-    from scipy.spatial.transform import Rotation
-
-    out = []
-    for i, row in enumerate(rows):
-        R = (aligned.c2w[i, :3, :3].double() @ declared.c2w[i, :3, :3].double().T).cpu().numpy()
-        total = Rotation.from_matrix(R).as_rotvec(degrees=True)
-        applied = bool(row["applied"] or (previous and previous[i]["applied"]))
-        merged = {**row, "rotation_deg": round(float(np.linalg.norm(total)), 3) if applied else row["rotation_deg"],
-                  "applied": applied, "rounds": (previous[i]["rounds"] + 1) if previous else 1}
-        if applied:
-            merged["rotation_vector_deg"] = [round(float(a), 4) for a in total]
-            merged.pop("reason", None)
-        out.append(merged)
-    return out

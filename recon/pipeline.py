@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon.camera_align import CameraAlignConfig, align_cameras, merge_rounds
+from recon.camera_align import CameraAlignConfig, align_cameras
 from recon.cameras import Cameras, cameras_from_frames
 from recon.conventions import ConventionReport, apply_conventions, check_conventions
 from recon.delight import DelightConfig
@@ -205,28 +205,21 @@ def reconstruct(
     if cfg.camera_align.enabled:  # a quicker consensus is enough to place the cameras
         first = replace(cfg.volume, max_size=min(cfg.volume.max_size, cfg.camera_align.consensus_size),
                         sweep=replace(cfg.volume.sweep, enabled=False))
-    grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, first, mm, log, stamp, progress)
+    grid, v, f, depths, fused_report = _consensus_shape(cams, masks, masks_np, normals, cfg, first, mm, log, stamp,
+                                                        progress)
     camera_report: list[dict] = []
     if cfg.camera_align.enabled:
-        declared = cams
-        for r in range(cfg.camera_align.rounds):
-            if r > 0:  # a consensus from the cameras aligned so far, then align again
-                grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, first, mm, log, stamp,
-                                                                    progress)
-            log(f"camera alignment, round {r + 1}: each view's camera turned onto the fused surface")
-            v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
-            centre, _ = working_extent(declared)
-            with _bar(progress, len(vs.frames), "camera alignment", "view") as tick:
-                cams, rows = align_cameras(v_t, f_t, cams, normals, masks_np, centre, grid.y_cut,
-                                           cfg.camera_align, progress=tick)
-            camera_report = merge_rounds(camera_report, rows, declared, cams)
-            stamp("camera_alignment")
-            if not any(row["applied"] for row in rows):
-                break
+        log("camera alignment: each view's camera turned onto the fused surface")
+        v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
+        centre, _ = working_extent(cams)
+        with _bar(progress, len(vs.frames), "camera alignment", "view") as tick:
+            cams, camera_report = align_cameras(v_t, f_t, cams, normals, masks_np, centre, grid.y_cut,
+                                                cfg.camera_align, progress=tick)
+        stamp("camera_alignment")
         if any(row["applied"] for row in camera_report) or first != cfg.volume:
             # the hull and depth fusion again, from the aligned cameras and at full size
-            grid, v, f, depths, fused_report = _consensus_shape(cams, masks, normals, cfg, cfg.volume, mm, log, stamp,
-                                                                progress)
+            grid, v, f, depths, fused_report = _consensus_shape(cams, masks, masks_np, normals, cfg, cfg.volume, mm,
+                                                                log, stamp, progress)
     v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
     fused_normals, alignment = normals, []
     if cfg.normal_align.enabled:
@@ -288,11 +281,10 @@ def reconstruct(
 
 
 def _consensus_shape(
-    cams: Cameras, masks: torch.Tensor, normals: torch.Tensor, cfg: ReconConfig, volume: VolumeConfig,
-    mm_per_unit: float, log: Callable[[str], None], stamp: Callable[[str], None], progress: bool,
+    cams: Cameras, masks: torch.Tensor, masks_np: np.ndarray, normals: torch.Tensor, cfg: ReconConfig,
+    volume: VolumeConfig, mm_per_unit: float, log: Callable[[str], None], stamp: Callable[[str], None], progress: bool,
 ) -> tuple[HullGrid, np.ndarray, np.ndarray, list[ViewDepth], dict]:
     """The shape the views agree on: visual hull, depth fusion inside it, simplified (and the unsimplified report)."""
-    masks_np = masks.cpu().numpy() > 0.5
     log(f"visual hull: {len(cams)} views, {cfg.hull_voxel * mm_per_unit:.1f} mm voxels")
     grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
     v, f = extract_surface(grid)
