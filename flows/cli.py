@@ -28,12 +28,13 @@ _COMMAND_MODULES = (
     "smr_core.cli",
     "recon.cli",
     "smr_core.train_cli",
+    "flows.filter_cli",
     "exporters.cli",
     "flows.run_cli",
     "flows.doctor",
 )
 # Command modules outside a stage package, and the stage packages they need (skipped when one is absent).
-_STAGES_NEEDED = {"flows.views_cli": ("align", "smr_core")}
+_STAGES_NEEDED = {"flows.views_cli": ("align", "smr_core"), "flows.filter_cli": ("align", "smr_core")}
 
 
 class OneLineParser(argparse.ArgumentParser):

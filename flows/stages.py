@@ -312,9 +312,12 @@ def _spinmeround_viewset(
     def progress(step: str, done: int, total: int) -> None:
         notify("fraction", photo_id=photo_id, stage="views", step=step, done=done, total=total)
 
+    from align.recogniser import load_recogniser
+
     generate_viewset(
         aligned_dir, views_dir, config, weights_dir=Path(weights) if weights else None,
         tiny_random=params.tiny_random, device=device, pipeline=pipeline, progress=progress if _LISTENERS else None,
+        recogniser_loader=load_recogniser,
     )
     return len(json.loads((views_dir / "transforms.json").read_text("utf-8"))["frames"])
 

@@ -96,6 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from align.image import check_photo_path
+    from align.recogniser import load_recogniser
     from smr_core.errors import InputError
     from smr_core.pipeline import ViewsConfig
     from smr_core.viewset_out import generate_viewset
@@ -163,7 +164,7 @@ def _handle(args: argparse.Namespace) -> int:
     try:
         views_dir = generate_viewset(
             aligned_dir, args.output / "views", config, weights_dir=args.weights, tiny_random=args.tiny_random,
-            device=device, progress=progress, identity=args.arcface,
+            device=device, progress=progress, identity=args.arcface, recogniser_loader=load_recogniser,
         )
     finally:
         bar.close()

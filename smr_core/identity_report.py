@@ -3,12 +3,12 @@
 The release logs 1 - cos(ArcFace(view), id_emb) per output view (SPINMEROUND.md §2.3); the paper reports
 identity similarity at 45 degrees of yaw (0.72 with its filtered training data, §6). We measure the same
 with the antelopev2 recogniser (re-detect the face on the view, largest face, L2-normalised embedding)
-when its ONNX files are present; otherwise the report says so instead of inventing a number.
+when its ONNX files are present; otherwise the report says so instead of inventing a number. The recogniser
+comes from the align stage (align.recogniser), passed in by the caller: smr_core does not import align.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,27 +27,9 @@ class Recogniser(Protocol):
     def embed(self, rgb: np.ndarray) -> np.ndarray | None: ...
 
 
-def load_recogniser(weights_dir: str | os.PathLike[str] | None) -> tuple[Recogniser | None, str]:
-    """The antelopev2 detector + ArcFace from the weights folder (or $SMR_WEIGHTS), or (None, why not)."""
-    from model_fetch.layout import find_align_weights, resolve_weights_dir
-
-    root = resolve_weights_dir(weights_dir)
-    if root is None:
-        return None, "no weights folder given (--weights DIR or SMR_WEIGHTS), so no antelopev2 ArcFace model"
-    found = find_align_weights(root)
-    if found.detector is None or found.recognition is None:
-        missing = [line for line in found.missing() if "79999_iter" not in line]
-        return None, "the antelopev2 ArcFace model is missing: " + "; ".join(missing)
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None, "onnxruntime is not installed (pip install onnxruntime), so antelopev2 cannot run"
-    try:
-        from align.antelope import AntelopeBackend
-
-        return AntelopeBackend(found.detector, found.recognition), ""
-    except Exception as exc:  # a corrupt or foreign ONNX file: report it, the views are still useful
-        return None, f"the antelopev2 models in {root} could not be loaded ({type(exc).__name__}: {exc})"
+# The recogniser itself belongs to the align stage (align.recogniser.load_recogniser); callers pass it in.
+RecogniserLoader = Callable[[Any], tuple[Recogniser | None, str]]
+NO_RECOGNISER = "no face recogniser was given (flows passes align's antelopev2 ArcFace when its weights are present)"
 
 
 def _at_yaw(cameras: Sequence[ViewCamera], yaw_deg: float) -> list[int]:

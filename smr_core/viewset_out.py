@@ -19,6 +19,7 @@ import numpy as np
 
 from smr_core.cameras import FOV_DEG, RADIUS, YAW_DIRECTION, YAW_DIRECTION_NOTE, ViewCamera, pixel_intrinsics
 from smr_core.errors import InputError, WeightsNotFoundError
+from smr_core.identity_report import RecogniserLoader
 from smr_core.pipeline import Progress, ProgressCounter, SpinMeRoundPipeline, ViewsConfig, ViewsResult
 from smr_core.views import plan_passes, unit_normals, white_background_mask
 from spin_io.atomic import make_temp_dir, replace_dir
@@ -118,8 +119,12 @@ def generate_viewset(
     progress: Progress | None = None,
     identity: str | os.PathLike[str] | np.ndarray | None = None,
     pipeline: SpinMeRoundPipeline | None = None,
+    recogniser_loader: RecogniserLoader | None = None,
 ) -> Path:
     """AlignedFace folder -> ViewSet folder `out_dir` (written atomically: complete or absent). Returns out_dir.
+
+    recogniser_loader: weights folder -> (face recogniser or None, why not), for the identity report
+    (report.json); flows passes align.recogniser.load_recogniser. Without one the report says it was not measured.
 
     pipeline: an already loaded SpinMeRoundPipeline (a batch worker loads the weights, and compiles the fast
     path, once); `weights_dir` must then name the folder it was loaded from (it is recorded in the ViewSet).
@@ -170,6 +175,7 @@ def generate_viewset(
         return _generate_and_write(
             pipe, face, image, id_emb, id_source, cameras, out_dir, config,
             weights_dir=weights_dir, tiny_random=tiny_random, device=device, progress=progress, load_s=load_s,
+            recogniser_loader=recogniser_loader,
         )
 
 
@@ -188,12 +194,13 @@ def _generate_and_write(
     device: str,
     progress: Progress | None,
     load_s: float,
+    recogniser_loader: RecogniserLoader | None,
 ) -> Path:
-    from smr_core.identity_report import identity_report, load_recogniser
+    from smr_core.identity_report import NO_RECOGNISER, identity_report
     from spin_io.atomic import atomic_write_json
     from spin_io.viewset import validate_viewset, write_viewset
 
-    recogniser, unavailable = load_recogniser(weights_dir)
+    recogniser, unavailable = recogniser_loader(weights_dir) if recogniser_loader else (None, NO_RECOGNISER)
     units = pipe.work_units(cameras, config, image is not None)
     total = units + (len(cameras) if recogniser is not None else 0)
     result = pipe.generate(image, id_emb, cameras, config, progress=progress, progress_total=total)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from pipeline_helpers import fast_pipeline
 
+from align.recogniser import load_recogniser
 from smr_core import pipeline as pipeline_module
 from smr_core.cameras import ViewCamera
 from smr_core.errors import InputError, WeightsNotFoundError
-from smr_core.identity_report import identity_report, load_recogniser
+from smr_core.identity_report import identity_report
 from smr_core.pipeline import ViewsConfig
 from smr_core.viewset_out import TINY_RANDOM_WARNING, generate_viewset, random_identity
 from spin_io.aligned import AlignedFace, write_aligned
@@ -63,7 +64,7 @@ def stand_in(monkeypatch):
 def test_aligned_folder_to_viewset(aligned, tmp_path, stand_in):
     events = []
     out = generate_viewset(aligned, tmp_path / "views", CONFIG, weights_dir=tmp_path / "w", device="cpu",
-                           progress=lambda *e: events.append(e))
+                           progress=lambda *e: events.append(e), recogniser_loader=load_recogniser)
     assert out == tmp_path / "views" and stand_in[0]["weights_dir"] == tmp_path / "w"
     vs = read_viewset(out)
     assert len(vs.frames) == 8 and vs.frames[0].is_input and vs.yaw_direction == "ccw_from_above"
@@ -84,6 +85,8 @@ def test_rerun_replaces_the_whole_folder(aligned, tmp_path, stand_in):
     out = tmp_path / "views"
     generate_viewset(aligned, out, CONFIG)
     assert (out / "rgb" / "007.png").is_file()
+    report = json.loads((out / "report.json").read_text())  # no recogniser given: not measured, and it says why
+    assert report["available"] is False and "no face recogniser was given" in report["reason"]
     generate_viewset(aligned, out, CONFIG.model_copy(update={"pitch_rings_deg": (0.0,)}))
     assert len(read_viewset(out).frames) == 4 and not (out / "rgb" / "007.png").exists()  # no stale views
 

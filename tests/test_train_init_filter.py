@@ -146,7 +146,7 @@ def test_filter_drops_inconsistent_subjects_and_says_why(filter_data, tmp_path):
 
 
 def test_cli_filter_data_explains_a_missing_arcface_model(filter_data, tmp_path, capsys, monkeypatch):
-    from smr_core.train_cli import main
+    from flows.cli import main
 
     monkeypatch.delenv("SMR_WEIGHTS", raising=False)
     assert main(["filter-data", str(filter_data), "-o", str(tmp_path / "f"), "--weights", str(tmp_path)]) == 2
