@@ -14,19 +14,31 @@ T x = R (x - c) + c. A consensus point x_p (visible in the declared view, normal
 
 where the view observes the normal n(u_p) and the mask's signed pixel distance s(u_p) (> 0 outside).
 With Q the view's own normal rotation (a generated normal map is often turned as a whole; closed form,
-recon.normal_align.kabsch), omega minimises
+recon.normal_align.kabsch) and b the view's mask offset (a matte drawn a pixel tight or loose: the consensus's
+outline sits at s = b rather than 0), omega and b minimise
 
-    E(omega) = sum_p a_p rho(|Q n(u_p(omega)) - m_p| / sigma_n)       (surface points, a_p = cos^2 of the view angle)
-             + sum_b     rho(s(u_b(omega)) / sigma_s)                  (points on the consensus's outline)
-    rho(r)   = log(1 + r^2)                                           (Cauchy: occlusion edges and thin parts
+    E(omega, b) = sum_p a_p rho(|Q n(u_p(omega)) - m_p| / sigma_n)     (surface points, a_p = cos^2 of the view angle)
+                + sum_b     rho((s(u_b(omega)) - b) / sigma_s)         (points on the consensus's outline)
+    rho(r)      = log(1 + r^2)                                        (Cauchy: occlusion edges and thin parts
                                                                         the consensus lost do not pull)
 
-by Gauss-Newton on iteratively reweighted residuals, with a numerical Jacobian (three parameters).
+by Gauss-Newton on iteratively reweighted residuals, with a numerical Jacobian for omega. A uniform offset
+and a turn move the outline differently (all round against one way), so fitting b keeps a tight matte from
+being read as a turned camera. b is fitted only with `mask_offset` (opt-in: `recon --fit-masks`); otherwise
+b = 0 and the fit is session 9's.
+
 The turn every view shares (the median over views) is then removed: the declared cameras are right on
 average, and a common turn is the consensus's own frame. A view whose remaining turn exceeds
 `max_rotation_deg` (a wrong pose, not jitter), is under `min_change_deg`, or does not make it agree
-better by `min_gain` keeps its declared
-camera; every estimate is reported (metrics.json: camera_alignment).
+better by `min_gain` keeps its declared camera. With `mask_offset`, the offset every view shares is likewise
+the consensus's (the hull lies inside every mask), so a view's mask is drawn tight by shift = b - median(b)
+pixels. A mask
+tight by `min_mask_shift_px` to `max_mask_shift_px` is moved out by its shift: the hull, depth integration and
+the fusion's silhouette term then read the moved masks (`shifted_masks`), the texture the masks as given.
+Loose masks are only reported (`shrink_masks` moves them in too): the hull is the minimum over views, so a
+loose matte is carved by the others, while a tight one carves what the others show (on 4 cases shrinking them
+too cost up to 0.004 NC; bench/RECON_EVAL.md, session 10). Every estimate is reported (metrics.json:
+camera_alignment).
 """
 
 from __future__ import annotations
@@ -47,7 +59,8 @@ from recon.raster import TorchRasterizer, interpolate, rasterize_views
 class CameraAlignConfig:
     """Camera alignment settings; angles in degrees."""
 
-    enabled: bool = True
+    enabled: bool = True  # run the pass at all (the cameras, the masks, or both)
+    correct_cameras: bool = True  # apply the turns (otherwise only reported)
     consensus_size: int = 128  # the consensus integrates the views' depth at most this many pixels a side
     max_rotation_deg: float = 4.0  # larger estimates are a wrong camera, not jitter: reported, not applied
     min_gain: float = 0.035  # the cost must fall by this share (exact cameras: spurious turns gained <= 0.031)
@@ -58,6 +71,12 @@ class CameraAlignConfig:
     iterations: int = 12
     min_points: int = 300  # a view with fewer usable points keeps its camera
     zero_mean: bool = True  # remove the rotation all views share (the consensus's own frame; median over views)
+    mask_offset: bool = False  # fit each view's mask offset (a matte a pixel tight or loose) with its camera, and
+    # move tight masks out (`recon --fit-masks`; opt-in: NC +0.0016 on 20 tuned-on cases, +0.0004 and one new
+    # failure on 9 held-out ones; bench/RECON_EVAL.md, session 10)
+    shrink_masks: bool = False  # a loose matte is carved by the other views; a tight one carves what they show
+    min_mask_shift_px: float = 0.3  # smaller departures from the views' median offset are not applied
+    max_mask_shift_px: float = 3.0  # larger ones are a broken matte, not a tight one: reported, not applied
 
 
 def rotation_matrix(omega: torch.Tensor) -> torch.Tensor:
@@ -123,9 +142,11 @@ class _Pinhole:
 
 
 def _residuals(
-    s: _ViewSamples, cam: _Pinhole, centre: torch.Tensor, omega: torch.Tensor, Q: torch.Tensor, cfg: CameraAlignConfig
+    s: _ViewSamples, cam: _Pinhole, centre: torch.Tensor, omega: torch.Tensor, Q: torch.Tensor, b: float,
+    cfg: CameraAlignConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Surface residuals (P, 3), their usable flags (P,), and outline residuals (B,) for rotation omega."""
+    """Surface residuals (P, 3), their usable flags (P,), and outline residuals (B,) for rotation omega and
+    mask offset b (pixels)."""
     R = rotation_matrix(omega)
     W, H = cam.width, cam.height
     moved = (s.points - centre) @ R + centre  # R^T (x - c) + c, row vectors
@@ -134,7 +155,7 @@ def _residuals(
     usable = length2[:, 0] > 0.25
     n = n * torch.rsqrt(length2.clamp(min=1e-24))
     r_n = (n @ Q.T - s.normals) / cfg.sigma_normal
-    r_b = _sample(s.sdf, cam.project((s.outline - centre) @ R + centre), W, H)[0] / cfg.sigma_outline_px
+    r_b = (_sample(s.sdf, cam.project((s.outline - centre) @ R + centre), W, H)[0] - b) / cfg.sigma_outline_px
     return r_n, usable, r_b
 
 
@@ -146,12 +167,14 @@ def _cost(r_n: torch.Tensor, usable: torch.Tensor, r_b: torch.Tensor, s: _ViewSa
 
 def _fit_view(
     s: _ViewSamples, cam: _Pinhole, centre: torch.Tensor, cfg: CameraAlignConfig
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Gauss-Newton on the reweighted residuals: (omega, the view's normal rotation Q, cost at omega = 0)."""
+) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """Gauss-Newton on the reweighted residuals: (omega, the view's normal rotation Q, its mask offset b, and the
+    cost at omega = 0)."""
     dt, dev = s.points.dtype, s.points.device
     omega = torch.zeros(3, dtype=dt, device=dev)
     Q = torch.eye(3, dtype=dt, device=dev)
-    r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, cfg)
+    b = 0.0
+    r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, b, cfg)
     cost0 = _cost(r_n, usable, r_b, s)
     h = 1e-3
     for _ in range(cfg.iterations):
@@ -161,32 +184,39 @@ def _fit_view(
         keep = usable & ((r_n**2).sum(-1) < 9.0)
         if int(keep.sum()) >= 3:
             Q = kabsch(n_raw[keep], s.normals[keep], s.weights[keep])
-        r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, cfg)
+        r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, b, cfg)
         # IRLS weights of the Cauchy loss: u = 1 / (1 + r^2)
         u_n = torch.where(usable, s.weights / (1.0 + (r_n**2).sum(-1)), torch.zeros_like(s.weights))
         u_b = 1.0 / (1.0 + r_b**2)
         r = torch.cat([(r_n * u_n[:, None].sqrt()).reshape(-1), r_b * u_b.sqrt()])
-        J = torch.zeros(r.shape[0], 3, dtype=dt, device=dev)
+        J = torch.zeros(r.shape[0], 4, dtype=dt, device=dev)
         for k in range(3):
             d = torch.zeros(3, dtype=dt, device=dev)
             d[k] = h
-            rp = _residuals(s, cam, centre, omega + d, Q, cfg)
-            rm = _residuals(s, cam, centre, omega - d, Q, cfg)
+            rp = _residuals(s, cam, centre, omega + d, Q, b, cfg)
+            rm = _residuals(s, cam, centre, omega - d, Q, b, cfg)
             jn = ((rp[0] - rm[0]) / (2 * h)) * u_n[:, None].sqrt()
             jb = ((rp[2] - rm[2]) / (2 * h)) * u_b.sqrt()
             J[:, k] = torch.cat([jn.reshape(-1), jb])
-        A = J.T @ J + 1e-6 * torch.eye(3, dtype=dt, device=dev) * float(torch.trace(J.T @ J) + 1e-12)
+        if cfg.mask_offset:  # d r_b / d b = -1 / sigma_s; the surface residuals do not depend on b
+            J[r_n.numel():, 3] = -u_b.sqrt() / cfg.sigma_outline_px
+        A = J.T @ J + 1e-6 * torch.eye(4, dtype=dt, device=dev) * float(torch.trace(J.T @ J) + 1e-12)
+        if not cfg.mask_offset:
+            A[3, 3] = 1.0
         step = -torch.linalg.solve(A, J.T @ r)
-        step_len = float(step.norm())
-        if step_len > np.radians(1.0):  # trust region: at most a degree per iteration
-            step = step * (np.radians(1.0) / step_len)
-        omega = omega + step
-        r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, cfg)
-        if float(step.norm()) < np.radians(0.005):
+        turn, shift = step[:3], float(step[3])
+        turn_len = float(turn.norm())
+        if turn_len > np.radians(1.0):  # trust region: at most a degree and a pixel per iteration
+            turn = turn * (np.radians(1.0) / turn_len)
+        shift = float(np.clip(shift, -1.0, 1.0))
+        omega = omega + turn
+        b = b + shift
+        r_n, usable, r_b = _residuals(s, cam, centre, omega, Q, b, cfg)
+        if float(turn.norm()) < np.radians(0.005) and abs(shift) < 0.01:
             break
-    # compare at the same normal rotation, so the gain is the camera's alone
-    r0 = _residuals(s, cam, centre, torch.zeros(3, dtype=dt, device=dev), Q, cfg)
-    return omega, Q, min(cost0, _cost(*r0, s))
+    # compare at the same normal rotation and mask offset, so the gain is the camera's alone
+    r0 = _residuals(s, cam, centre, torch.zeros(3, dtype=dt, device=dev), Q, b, cfg)
+    return omega, Q, b, min(cost0, _cost(*r0, s))
 
 
 def _view_samples(
@@ -251,8 +281,8 @@ def align_cameras(
         report.append({"view": i, "points": int(s.points.shape[0])})
         if s.points.shape[0] >= cfg.min_points:
             cam = _Pinhole.of(cameras, i)
-            omega, Q, cost0 = _fit_view(s, cam, c, cfg)
-            fits[i] = (s, cam, omega, Q, cost0)
+            omega, Q, b, cost0 = _fit_view(s, cam, c, cfg)
+            fits[i] = (s, cam, omega, Q, b, cost0)
         if progress is not None:
             progress(i)
     # the declared cameras are right on average: a turn every view shares is the consensus's, not theirs
@@ -260,25 +290,49 @@ def align_cameras(
     common = torch.zeros(3, dtype=torch.float64, device=c.device)
     if cfg.zero_mean and len(fits) >= 3:
         common = torch.stack([fit[2] for fit in fits.values()]).median(0).values
+    # likewise the mask offset every view shares is the consensus's (a hull lies inside every mask)
+    common_b = float(np.median([fit[4] for fit in fits.values()])) if fits else 0.0
     c2w = cameras.c2w.clone()
     for i, entry in enumerate(report):
         if i not in fits:
-            entry.update(rotation_deg=0.0, applied=False, reason="too few points")
+            entry.update(rotation_deg=0.0, applied=False, reason="too few points", mask_offset_px=None,
+                         mask_shift_px=None, mask_shift_applied=False, mask_shift_refused=False)
             continue
-        s, cam, omega, Q, cost0 = fits[i]
+        s, cam, omega, Q, b, cost0 = fits[i]
         omega = omega - common
-        cost1 = _cost(*_residuals(s, cam, c, omega, Q, cfg), s)
+        cost1 = _cost(*_residuals(s, cam, c, omega, Q, b, cfg), s)
         angle = float(np.degrees(float(omega.norm())))
         gain = (cost0 - cost1) / max(cost0, 1e-12)
-        applied = angle <= cfg.max_rotation_deg and gain >= cfg.min_gain and angle >= cfg.min_change_deg
+        applied = (cfg.correct_cameras and angle <= cfg.max_rotation_deg and gain >= cfg.min_gain
+                   and angle >= cfg.min_change_deg)
         if applied:
             c2w[i] = rotated_about(c2w[i].double(), rotation_matrix(omega), c).to(c2w.dtype)
         entry.update(rotation_deg=round(angle, 3),
                      rotation_vector_deg=[round(float(a), 4) for a in np.degrees(omega.cpu().numpy())],
                      applied=applied, cost_gain=round(gain, 4))
         if not applied:
-            entry["reason"] = ("larger than max_rotation_deg" if angle > cfg.max_rotation_deg
+            entry["reason"] = ("cameras trusted" if not cfg.correct_cameras
+                               else "larger than max_rotation_deg" if angle > cfg.max_rotation_deg
                                else "no better agreement" if gain < cfg.min_gain else "too small to matter")
+        shift = b - common_b
+        shift_ok = (cfg.mask_offset and cfg.min_mask_shift_px <= abs(shift) <= cfg.max_mask_shift_px
+                    and (shift > 0 or cfg.shrink_masks))
+        fitted = cfg.mask_offset  # otherwise b stays 0: not measured, and the rows say so (None)
+        entry.update(mask_offset_px=round(b, 3) if fitted else None,
+                     mask_shift_px=round(shift, 3) if fitted else None, mask_shift_applied=bool(shift_ok),
+                     mask_shift_refused=bool(fitted and abs(shift) > cfg.max_mask_shift_px))
     aligned = Cameras(c2w, cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height)
     return aligned, report
 
+
+
+def shifted_masks(masks: np.ndarray, shift_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each view's mask moved outward by its shift (pixels, < 0 inward): (soft (V, H, W) float32, boolean).
+
+    The soft mask ramps over one pixel about the moved border, so a fraction of a pixel still moves the hull;
+    with no shift it is the boolean mask itself.
+    """
+    from recon.fusion import signed_distance_px
+
+    sdf = signed_distance_px(np.asarray(masks, bool)) - np.asarray(shift_px, np.float32)[:, None, None]
+    return np.clip(0.5 - sdf, 0.0, 1.0).astype(np.float32), sdf < 0

@@ -192,8 +192,12 @@ def refine(
     cfg: FusionConfig | None = None,
     rasterizer: Rasterizer | None = None,
     progress=None,
+    mask_shift_px: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Run explicit normal fusion; returns the refined vertices (N, 3).
+
+    `mask_shift_px` (V,) moves each mask's border outward by that many pixels (recon.camera_align's estimate of
+    a matte drawn too tight or too loose) before the silhouette term reads it.
 
     Each round linearises the energy of the module docstring around the current mesh and solves
     for the displacement delta with conjugate gradients (a Gauss-Newton step, damped by mu):
@@ -216,7 +220,10 @@ def refine(
     free = torch.ones(N, 3, device=dev)
     free[cap_v, 1] = 0
     x[cap_v, 1] = y_cut
-    sdf = torch.tensor(signed_distance_px(masks), device=dev)
+    sdf = signed_distance_px(masks)
+    if mask_shift_px is not None:
+        sdf = sdf - np.asarray(mask_shift_px, np.float32)[:, None, None]
+    sdf = torch.tensor(sdf, device=dev)
     interior = (-sdf / cfg.border_px).clamp(0, 1)
     nvalid = (normals.norm(dim=-1) > 0.5).float()
     weights_px = interior * nvalid

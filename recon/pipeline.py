@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recon.camera_align import CameraAlignConfig, align_cameras
+from recon.camera_align import CameraAlignConfig, align_cameras, shifted_masks
 from recon.cameras import Cameras, cameras_from_frames
 from recon.conventions import ConventionReport, apply_conventions, check_conventions
 from recon.delight import DelightConfig
@@ -197,8 +197,10 @@ def reconstruct(
         stamp("conventions")
     dev = torch.device(cfg.device)
     cams = cameras_from_frames(vs.frames, dev)
-    masks_np = np.stack([f.mask for f in vs.frames])
+    given_masks = np.stack([f.mask for f in vs.frames])  # the texture takes colour inside the masks as given
+    masks_np = given_masks
     masks = torch.tensor(masks_np, dtype=torch.float32, device=dev)
+    shift_px = np.zeros(len(vs.frames), np.float32)
     normals = world_normals(vs, dev)
     mm = vs.metres_per_unit * 1000
     first = cfg.volume
@@ -216,7 +218,12 @@ def reconstruct(
             cams, camera_report = align_cameras(v_t, f_t, cams, normals, masks_np, centre, grid.y_cut,
                                                 cfg.camera_align, progress=tick)
         stamp("camera_alignment")
-        if any(row["applied"] for row in camera_report) or first != cfg.volume:
+        shift_px = np.array([row["mask_shift_px"] if row["mask_shift_applied"] else 0.0 for row in camera_report],
+                            np.float32)
+        if shift_px.any():  # a matte a pixel tight carves what the others show: each moved to the views' median
+            soft, masks_np = shifted_masks(masks_np, shift_px)
+            masks = torch.tensor(soft, device=dev)
+        if any(row["applied"] for row in camera_report) or shift_px.any() or first != cfg.volume:
             # the hull and depth fusion again, from the aligned cameras and at full size
             grid, v, f, depths, fused_report = _consensus_shape(cams, masks, masks_np, normals, cfg, cfg.volume, mm,
                                                                 log, stamp, progress)
@@ -226,7 +233,8 @@ def reconstruct(
         fused_normals, alignment = align_view_normals(v_t, f_t, cams, normals, masks_np, cfg.normal_align)
         stamp("normal_alignment")
     with _bar(progress, cfg.fusion.rounds, "normal fusion", "round") as tick:
-        x = refine(v_t, f_t, cams, fused_normals, masks_np, grid.y_cut, cfg.fusion, progress=lambda r, _info: tick(r))
+        x = refine(v_t, f_t, cams, fused_normals, given_masks, grid.y_cut, cfg.fusion,
+                   progress=lambda r, _info: tick(r), mask_shift_px=shift_px)
     vertices = x.cpu().numpy().astype(np.float64)
     cap = np.abs(vertices[:, 1] - grid.y_cut) < 1e-6
     vertices = taubin_smooth(vertices, f, cfg.smooth_iterations, fixed=cap)
@@ -240,7 +248,8 @@ def reconstruct(
     mesh_report["before_simplification"] = fused_report
     stamp("mesh_check")
     images = torch.tensor(np.stack([fr.rgb for fr in vs.frames]), dtype=torch.float32, device=dev) / 255.0
-    baked = bake_texture(vertices, f, cams, images, masks_np, [fr.is_input for fr in vs.frames], cfg.texture, log=log)
+    inputs = [fr.is_input for fr in vs.frames]
+    baked = bake_texture(vertices, f, cams, images, given_masks, inputs, cfg.texture, log=log)
     stamp("texture")
     # reprojection is measured against the lit views, so with the lit texture
     lit_baked = baked if baked.albedo_lit is None else replace(baked, albedo=baked.albedo_lit)
@@ -252,6 +261,9 @@ def reconstruct(
         row["camera_rotation_deg"] = c["rotation_deg"]
         row["camera_rotation_applied"] = c["applied"]
         row["camera_rotation_refused"] = c.get("reason") == "larger than max_rotation_deg"
+        row["mask_shift_px"] = c["mask_shift_px"]  # its border against the others' (pixels, > 0: drawn tight)
+        row["mask_shift_applied"] = c["mask_shift_applied"]  # moved out by that for the geometry
+        row["mask_shift_refused"] = c["mask_shift_refused"]
     moved = [vd.moved for vd in depths] or [0] * len(views)  # a concavity the hull bridged, opened from other views
     for row, px in zip(views, moved, strict=True):
         row["depth_moved_px"] = px

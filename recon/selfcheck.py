@@ -11,7 +11,8 @@ per-view reprojection errors, a verdict computed from them:
   median + `k` x 1.4826 MAD, and past an absolute floor so a uniformly excellent set flags nothing),
   or when it misses an absolute bar outright, or when its whole normal map is turned against the
   shape by more than recon.normal_align corrects (a wrong camera or normal frame, not a tilt), or
-  its camera sits further from its declared pose than recon.camera_align corrects.
+  its camera sits further from its declared pose than recon.camera_align corrects, or its mask's border
+  further from the others' than it moves.
   Generated views that contradict the others are what the reconstruction had to outvote: they say
   where to look first.
 """
@@ -61,6 +62,8 @@ def self_check(views: list[dict], cfg: SelfCheckConfig | None = None) -> dict:
             reasons.append(f"normal map turned {v['normal_rotation_deg']:.1f} deg against the shape (not corrected)")
         if v.get("camera_rotation_refused"):
             reasons.append(f"camera {v['camera_rotation_deg']:.1f} deg from its declared pose (not corrected)")
+        if v.get("mask_shift_refused"):
+            reasons.append(f"mask border {v['mask_shift_px']:+.1f} px from the other views' (not corrected)")
         if reasons:
             disagree.append({"view": int(v["view"]), "azimuth_deg": v["azimuth_deg"],
                              "elevation_deg": v["elevation_deg"], "why": "; ".join(reasons)})

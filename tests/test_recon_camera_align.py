@@ -100,3 +100,54 @@ def test_a_wrong_camera_is_reported_not_applied(head, clean):
     assert not any(r["applied"] for r in report)
     declared = cameras_from_frames(_declared(clean, truth).frames)
     assert torch.equal(aligned.c2w, declared.c2w)
+
+
+def test_masks_are_not_measured_unless_asked(head, clean):
+    _, report = _align(clean, head, CameraAlignConfig())
+    assert all(r["mask_shift_px"] is None and not r["mask_shift_applied"] for r in report)
+
+
+def test_a_matte_a_pixel_tight_or_loose_is_measured_against_the_others(head, clean):
+    from scipy import ndimage
+
+    frames = list(clean.frames)
+    tight, loose = (2, 7), (4, 11)
+    for i in tight:
+        frames[i] = replace(frames[i], mask=ndimage.binary_erosion(frames[i].mask))
+    for i in loose:
+        frames[i] = replace(frames[i], mask=ndimage.binary_dilation(frames[i].mask))
+    _, report = _align(replace(clean, frames=frames), head, CameraAlignConfig(mask_offset=True))
+    shift = np.array([r["mask_shift_px"] for r in report])
+    # one 4-connected erosion moves a straight border by 1 px and a diagonal one by 1/sqrt(2)
+    assert np.all((shift[list(tight)] > 0.55) & (shift[list(tight)] < 1.2)), shift  # moved out by what it lost
+    assert np.all((shift[list(loose)] < -0.55) & (shift[list(loose)] > -1.2)), shift
+    others = [i for i in range(16) if i not in tight + loose]
+    applied = np.array([r["mask_shift_applied"] for r in report])
+    assert applied[list(tight)].all() and not applied[list(loose)].any()  # loose ones are carved by the others
+    assert not applied[others].any(), shift  # the rest agree within min_mask_shift_px: left as they are
+    assert np.abs(shift[others]).max() < 0.3
+    assert not any(r["applied"] for r in report)  # and no camera is turned to explain a matte
+
+
+def test_shifted_masks_move_the_border_by_the_shift():
+    from recon.camera_align import shifted_masks
+
+    disc = (np.hypot(*np.mgrid[-32:32, -32:32] + 0.5) < 20.0)[None].repeat(3, 0)
+    soft, hard = shifted_masks(disc, np.array([0.0, 1.0, -2.0]))
+    assert np.array_equal(soft[0], disc[0].astype(np.float32)) and np.array_equal(hard[0], disc[0])
+    # the area grows by the perimeter times the shift (2 pi r d); the pixel grid's distances are good to 20 %
+    grown = soft.sum((1, 2)) - soft[0].sum()
+    assert grown[1] == pytest.approx(2 * np.pi * 20.0 * 1.0, rel=0.2)
+    assert grown[2] == pytest.approx(2 * np.pi * 20.0 * -2.0, rel=0.2)
+    assert hard[1].sum() > hard[0].sum() > hard[2].sum()
+
+
+def test_trusted_cameras_are_reported_not_turned(head, clean):
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(16, 3))
+    truth = truth / np.linalg.norm(truth, axis=1, keepdims=True) * 1.5
+    vs = _declared(clean, truth)
+    aligned, report = _align(vs, head, CameraAlignConfig(correct_cameras=False, zero_mean=False))
+    assert not any(r["applied"] for r in report) and {r["reason"] for r in report} == {"cameras trusted"}
+    assert np.mean([r["rotation_deg"] for r in report]) == pytest.approx(1.5, abs=0.3)  # still measured
+    assert torch.equal(aligned.c2w, cameras_from_frames(vs.frames).c2w)

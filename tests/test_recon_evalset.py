@@ -391,3 +391,17 @@ def test_simplification_meets_its_face_budget_on_a_head_with_thin_ears(heads):
     assert 27_000 <= len(f) <= 33_000, len(f)
     rep = edge_manifold_report(f)
     assert rep["boundary_edges"] == rep["nonmanifold_edges"] == rep["misoriented_edges"] == 0
+
+
+def test_every_named_head_has_a_solid_skull_two_ears_and_space_around():
+    """Each named head's parameters (new ones included) give a solid skull and empty space around; names are exact."""
+    from recon.synth.people import HELD_OUT, PEOPLE, TUNED_ON
+
+    for name in PEOPLE + TUNED_ON + HELD_OUT:
+        P = _person(name)
+        assert P["name"] == name and sorted(e["side"] for e in P["ears"]) == [-1, 1]
+        centre_out = np.array([[0.0, 0.03, -0.01], [0.0, 0.4, 0.0], [0.3, 0.0, 0.0]])
+        d = person_sdf(centre_out, P)
+        assert d[0] < -0.03 and d[1] > 0.1 and d[2] > 0.1, (name, d)  # inside the skull; far above; far aside
+    with pytest.raises(KeyError, match="unknown head 'zed'"):
+        _person("zed")

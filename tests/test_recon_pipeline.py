@@ -56,6 +56,8 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     assert len(turns) == 16 and any(t["applied"] for t in turns)
     assert all(t["rotation_deg"] <= 4.0 for t in turns if t["applied"])
     assert [v["camera_rotation_deg"] for v in metrics["views"]] == [t["rotation_deg"] for t in turns]
+    # the masks are used as given unless --fit-masks asks to measure them
+    assert all(v["mask_shift_px"] is None and not v["mask_shift_applied"] for v in metrics["views"])
     assert metrics["coverage"]["texels_painted"] > 0.75  # the neck cap and under-chin are never seen
     filled = metrics["coverage"]["texels_surface_filled"]  # ...and take their colour from the surface around them
     assert 0 < filled < 0.25 and filled + metrics["coverage"]["texels_painted"] == pytest.approx(1.0)

@@ -80,6 +80,16 @@ def test_a_camera_too_far_from_its_declared_pose_to_correct_is_named():
     assert check["disagreements"][0]["why"] == "camera 6.3 deg from its declared pose (not corrected)"
 
 
+def test_a_mask_too_far_from_the_others_to_move_is_named():
+    rows = _rows(GOOD_OFFSETS, GOOD_NORMALS)
+    for r in rows:
+        r["mask_shift_px"], r["mask_shift_applied"], r["mask_shift_refused"] = 0.6, True, False
+    rows[3]["mask_shift_px"], rows[3]["mask_shift_applied"], rows[3]["mask_shift_refused"] = -4.2, False, True
+    check = self_check(rows)
+    assert check["disagreeing_views"] == [3]
+    assert check["disagreements"][0]["why"] == "mask border -4.2 px from the other views' (not corrected)"
+
+
 def test_a_view_whose_silhouette_disagrees_is_named():
     offsets, ious = list(GOOD_OFFSETS), [0.98] * 12
     offsets[4], ious[4] = 3.0, 0.80  # past the absolute bar (2 px)
