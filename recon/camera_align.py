@@ -52,7 +52,7 @@ import torch
 from recon.cameras import Cameras
 from recon.mesh_ops import vertex_normals
 from recon.normal_align import kabsch
-from recon.raster import TorchRasterizer, interpolate, rasterize_views
+from recon.raster import TorchRasterizer, interpolate, rasterize_views, sample_images
 
 
 @dataclass
@@ -113,8 +113,7 @@ class _ViewSamples:
 
 def _sample(img: torch.Tensor, uv: torch.Tensor, W: int, H: int) -> torch.Tensor:
     """Bilinear (C, N) samples of a (1, C, H, W) image at (N, 2) pixel coordinates (border-clamped)."""
-    grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], -1)[None, None]
-    return torch.nn.functional.grid_sample(img, grid, align_corners=False, padding_mode="border")[0, :, 0]
+    return sample_images(img, uv[None], W, H)[0]
 
 
 @dataclass

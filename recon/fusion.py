@@ -29,7 +29,7 @@ import torch
 
 from recon.cameras import Cameras
 from recon.mesh_ops import face_normals, laplacian_matrix, unique_edges
-from recon.raster import Rasterizer, TorchRasterizer, rasterize_views
+from recon.raster import Rasterizer, TorchRasterizer, rasterize_views, sample_images
 
 
 @dataclass
@@ -60,8 +60,7 @@ def signed_distance_px(masks: np.ndarray) -> np.ndarray:
 
 def _sample(img: torch.Tensor, uv: torch.Tensor, W: int, H: int) -> torch.Tensor:
     """Bilinear sample (V, H, W) maps at (V, N, 2) pixel coordinates -> (V, N); border-clamped."""
-    grid = torch.stack([uv[..., 0] / W * 2 - 1, uv[..., 1] / H * 2 - 1], -1)[:, None]
-    return torch.nn.functional.grid_sample(img[:, None], grid, align_corners=False, padding_mode="border")[:, 0, 0]
+    return sample_images(img[:, None], uv, W, H)[:, 0]
 
 
 def fuse_targets(

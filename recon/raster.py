@@ -144,3 +144,12 @@ def rasterize_views(rasterizer: Rasterizer, cameras, vertices: torch.Tensor, fac
     """Rasterise one mesh into every camera of a `recon.cameras.Cameras` batch."""
     uv, depth = cameras.project(vertices)
     return [rasterizer.rasterize(uv[v], depth[v], faces, cameras.height, cameras.width) for v in range(len(cameras))]
+
+
+def sample_images(images: torch.Tensor, uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Bilinear samples (B, C, N) of images (B, C, H, W) at pixel coordinates uv (B, N, 2), border-clamped.
+
+    Pixel centres sit at half-integers (align_corners=False), as in Cameras.project's pixel convention.
+    """
+    grid = torch.stack([uv[..., 0] / width * 2 - 1, uv[..., 1] / height * 2 - 1], -1)[:, None]
+    return torch.nn.functional.grid_sample(images, grid, align_corners=False, padding_mode="border")[:, :, 0]

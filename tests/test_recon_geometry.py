@@ -230,3 +230,13 @@ def test_an_edge_pinched_by_decimation_is_split_into_two_closed_sheets():
     clean = trimesh.creation.icosphere(2)
     same_v, same_f = split_pinched_vertices(clean.vertices, clean.faces, 0.01)
     assert np.array_equal(same_f, clean.faces) and np.allclose(same_v, clean.vertices)
+
+
+def test_sample_images_reads_pixel_centres_at_half_integers_and_clamps_at_the_border():
+    from recon.raster import sample_images
+
+    img = torch.arange(12.0).reshape(1, 1, 3, 4)  # value = 4 row + column
+    uv = torch.tensor([[[0.5, 0.5], [1.0, 0.5], [2.5, 1.75], [3.5, 2.5], [10.0, 10.0]]])
+    out = sample_images(img, uv, 4, 3)
+    assert out.shape == (1, 1, 5)
+    assert torch.allclose(out[0, 0], torch.tensor([0.0, 0.5, 7.0, 11.0, 11.0]), atol=1e-5)
