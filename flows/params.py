@@ -109,6 +109,18 @@ class ReconParams(_Params):
     preset: Literal["preview", "standard"] = Field(
         "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps)."
     )
+    trust_cameras: bool = Field(
+        False, description="Use the views' cameras as declared (CLI --trust-cameras); by default each is turned up to "
+        "4 deg onto the shape the views agree on."
+    )
+    fit_masks: bool = Field(
+        False, description="Move out a view's matte drawn 0.3-3 px tighter than the others' (CLI --fit-masks; "
+        "opt-in: mixed on held-out heads, bench/RECON_EVAL.md session 10)."
+    )
+    open_pockets: bool = Field(
+        False, description="Move depth the visual hull's lid held in front (a deep pocket behind an ear) back to "
+        "where the other views agree (CLI --open-pockets; opt-in)."
+    )
 
 
 class ExportParams(_Params):

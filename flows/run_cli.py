@@ -113,7 +113,9 @@ def build_parameters(args: argparse.Namespace) -> Any:
                     tiny_random=args.tiny_random or None, synthetic_head_seed=args.synthetic_head_seed,
                     fast=args.fast or None, attention_backend=args.attention_backend,
                 ),
-                "recon": pick(texture_size=args.texture_size, preset=args.recon_preset),
+                "recon": pick(texture_size=args.texture_size, preset=args.recon_preset,
+                              trust_cameras=args.trust_cameras or None, fit_masks=args.fit_masks or None,
+                              open_pockets=args.open_pockets or None),
                 "export": pick(
                     lod_budgets=args.lod_budgets, max_texture_size=args.max_texture_size,
                     preview=False if args.no_preview else None, validate_gltf=False if args.no_validate else None,
@@ -581,6 +583,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--texture-size", type=int, metavar="N",
                    help="side of the baked albedo in pixels, as in `spin-to-mesh recon` (default 2048)")
     g.add_argument("--recon-preset", choices=["preview", "standard"])
+    g.add_argument("--trust-cameras", action="store_true", help="as `spin-to-mesh recon --trust-cameras`")
+    g.add_argument("--fit-masks", action="store_true", help="as `spin-to-mesh recon --fit-masks`")
+    g.add_argument("--open-pockets", action="store_true", help="as `spin-to-mesh recon --open-pockets`")
     g.add_argument("--lod-budgets", type=_csv(int), metavar="N,...", help="triangles per LOD, e.g. 25000,7000,2500")
     g.add_argument("--max-texture-size", type=int, metavar="N",
                    help="largest texture side of LOD0 in the GLB, as in `spin-to-mesh export` (default: baked size)")

@@ -366,12 +366,21 @@ RECON_PRESETS: dict[str, dict[str, Any]] = {
 
 def recon_config(params: ReconParams, device: str) -> Any:
     """recon's ReconConfig for the flow's parameters."""
+    from recon.camera_align import CameraAlignConfig
     from recon.fusion import FusionConfig
     from recon.pipeline import ReconConfig
+    from recon.sweep import SweepConfig
     from recon.texture import TextureConfig
+    from recon.volume import VolumeConfig
 
     preset = RECON_PRESETS[params.preset]
-    config = ReconConfig(device=device, texture=TextureConfig(size=params.texture_size))
+    config = ReconConfig(
+        device=device,
+        texture=TextureConfig(size=params.texture_size),
+        volume=VolumeConfig(sweep=SweepConfig(enabled=params.open_pockets)),
+        camera_align=CameraAlignConfig(enabled=params.fit_masks or not params.trust_cameras,
+                                       correct_cameras=not params.trust_cameras, mask_offset=params.fit_masks),
+    )
     if "hull_voxel" in preset:
         config.hull_voxel = preset["hull_voxel"]
     if "target_faces" in preset:
