@@ -32,9 +32,9 @@ average, and a common turn is the consensus's own frame. A view whose remaining 
 `max_rotation_deg` (a wrong pose, not jitter), is under `min_change_deg`, or does not make it agree
 better by `min_gain` keeps its declared camera. With `mask_offset`, the offset every view shares is likewise
 the consensus's (the hull lies inside every mask), so a view's mask is drawn tight by shift = b - median(b)
-pixels. A mask
-tight by `min_mask_shift_px` to `max_mask_shift_px` is moved out by its shift: the hull, depth integration and
-the fusion's silhouette term then read the moved masks (`shifted_masks`), the texture the masks as given.
+pixels. A mask tight by `min_mask_shift_px` to `max_mask_shift_px` is moved out by its shift: the hull, depth
+integration and the fusion's silhouette term then read the moved masks (`shifted_masks`), the texture the
+masks as given.
 Loose masks are only reported (`shrink_masks` moves them in too): the hull is the minimum over views, so a
 loose matte is carved by the others, while a tight one carves what the others show (on 4 cases shrinking them
 too cost up to 0.004 NC; bench/RECON_EVAL.md, session 10). Every estimate is reported (metrics.json:
@@ -188,7 +188,7 @@ def _fit_view(
         u_n = torch.where(usable, s.weights / (1.0 + (r_n**2).sum(-1)), torch.zeros_like(s.weights))
         u_b = 1.0 / (1.0 + r_b**2)
         r = torch.cat([(r_n * u_n[:, None].sqrt()).reshape(-1), r_b * u_b.sqrt()])
-        J = torch.zeros(r.shape[0], 4, dtype=dt, device=dev)
+        J = torch.zeros(r.shape[0], 4 if cfg.mask_offset else 3, dtype=dt, device=dev)
         for k in range(3):
             d = torch.zeros(3, dtype=dt, device=dev)
             d[k] = h
@@ -199,11 +199,10 @@ def _fit_view(
             J[:, k] = torch.cat([jn.reshape(-1), jb])
         if cfg.mask_offset:  # d r_b / d b = -1 / sigma_s; the surface residuals do not depend on b
             J[r_n.numel():, 3] = -u_b.sqrt() / cfg.sigma_outline_px
-        A = J.T @ J + 1e-6 * torch.eye(4, dtype=dt, device=dev) * float(torch.trace(J.T @ J) + 1e-12)
-        if not cfg.mask_offset:
-            A[3, 3] = 1.0
+        JtJ = J.T @ J
+        A = JtJ + 1e-6 * torch.eye(J.shape[1], dtype=dt, device=dev) * float(torch.trace(JtJ) + 1e-12)
         step = -torch.linalg.solve(A, J.T @ r)
-        turn, shift = step[:3], float(step[3])
+        turn, shift = step[:3], float(step[3]) if cfg.mask_offset else 0.0
         turn_len = float(turn.norm())
         if turn_len > np.radians(1.0):  # trust region: at most a degree and a pixel per iteration
             turn = turn * (np.radians(1.0) / turn_len)
@@ -322,7 +321,6 @@ def align_cameras(
                      mask_shift_refused=bool(fitted and abs(shift) > cfg.max_mask_shift_px))
     aligned = Cameras(c2w, cameras.fx, cameras.fy, cameras.cx, cameras.cy, cameras.width, cameras.height)
     return aligned, report
-
 
 
 def shifted_masks(masks: np.ndarray, shift_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
