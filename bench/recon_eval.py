@@ -93,8 +93,7 @@ def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_
     if len(vs_read.frames) != len(vs.frames):
         raise RuntimeError(f"{views_dir}: wrote {len(vs.frames)} views, read back {len(vs_read.frames)}")
     cfg = ReconConfig(device=device, volume=VolumeConfig(sweep=SweepConfig(enabled=open_pockets)),
-                      camera_align=CameraAlignConfig(enabled=fit_masks or not trust_cameras,
-                                                     correct_cameras=not trust_cameras, mask_offset=fit_masks))
+                      camera_align=CameraAlignConfig.for_choices(trust_cameras, fit_masks))
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()

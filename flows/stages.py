@@ -378,8 +378,7 @@ def recon_config(params: ReconParams, device: str) -> Any:
         device=device,
         texture=TextureConfig(size=params.texture_size),
         volume=VolumeConfig(sweep=SweepConfig(enabled=params.open_pockets)),
-        camera_align=CameraAlignConfig(enabled=params.fit_masks or not params.trust_cameras,
-                                       correct_cameras=not params.trust_cameras, mask_offset=params.fit_masks),
+        camera_align=CameraAlignConfig.for_choices(params.trust_cameras, params.fit_masks),
     )
     if "hull_voxel" in preset:
         config.hull_voxel = preset["hull_voxel"]

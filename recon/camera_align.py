@@ -78,6 +78,11 @@ class CameraAlignConfig:
     min_mask_shift_px: float = 0.3  # smaller departures from the views' median offset are not applied
     max_mask_shift_px: float = 3.0  # larger ones are a broken matte, not a tight one: reported, not applied
 
+    @classmethod
+    def for_choices(cls, trust_cameras: bool = False, fit_masks: bool = False) -> CameraAlignConfig:
+        """The settings behind `recon --trust-cameras` / `--fit-masks` (and the flow's recon parameters)."""
+        return cls(enabled=fit_masks or not trust_cameras, correct_cameras=not trust_cameras, mask_offset=fit_masks)
+
 
 def rotation_matrix(omega: torch.Tensor) -> torch.Tensor:
     """exp([omega]_x) (Rodrigues) for a rotation vector omega (3,) in radians."""

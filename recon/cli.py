@@ -91,8 +91,7 @@ def _handle(args: argparse.Namespace) -> int:
         conventions=args.conventions,
         fusion=FusionConfig(rounds=args.rounds),
         volume=VolumeConfig(enabled=not args.no_depth_fusion, sweep=SweepConfig(enabled=args.open_pockets)),
-        camera_align=CameraAlignConfig(enabled=args.fit_masks or not args.trust_cameras,
-                                       correct_cameras=not args.trust_cameras, mask_offset=args.fit_masks),
+        camera_align=CameraAlignConfig.for_choices(args.trust_cameras, args.fit_masks),
         texture=TextureConfig(size=args.texture_size),
     )
     out = run_recon(
