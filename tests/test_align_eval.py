@@ -77,3 +77,33 @@ def test_ground_truth_quad_recipe_matches_a_frontal_template(bench):
     corners = bench.ffhq_quad_corners(kps)
     np.testing.assert_allclose(corners[0], [100 - 120, 106 - 120])
     np.testing.assert_allclose(corners[2], [100 + 120, 106 + 120])
+
+
+def test_portrait_manifest_is_consistent(bench):
+    # every case names a known source and known ops; sources are pinned by sha256; no network, no photo needed
+    import json
+    import re
+
+    manifest = json.loads(bench.MANIFEST.read_text())
+    sources, cases = manifest["sources"], manifest["cases"]
+    hex64 = re.compile(r"^[0-9a-f]{64}$")
+    for name, s in sources.items():
+        assert s["registry"] == "pypi" and s["kind"] in ("installed", "sdist", "wheel"), name
+        assert hex64.match(s["sha256"]), name
+        assert s["licence"] and len(s["size"]) == 2, name
+        if s["kind"] != "installed":
+            assert s["archive"] and hex64.match(s["archive_sha256"]), name
+    ids = [c["id"] for c in cases]
+    assert len(ids) == len(set(ids))
+    used = {c["source"] for c in cases}
+    concat = {op[1] for c in cases for op in c["ops"] if op[0] == "concat"}
+    assert used <= set(sources) and set(sources) <= used | concat
+    assert {c["expect"] for c in cases} <= {"ok", "refuse", "refuse-or-ok"}
+    # the ops are valid on a stand-in photo of each source's size
+    stand_in = {n: np.full((s["size"][1], s["size"][0], 3), 128, np.uint8) for n, s in sources.items()}
+    for c in cases:
+        out = bench.apply_ops(stand_in[c["source"]], c["ops"], stand_in)
+        assert out.ndim == 3 and min(out.shape[:2]) >= 64, c["id"]
+    # issue 13 asks for at least 20 distinct real people; the manifest's own count is what the report prints
+    people = int(re.search(r"Distinct real people: (\d+)", manifest["about"]).group(1))
+    assert people >= 20
