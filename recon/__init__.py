@@ -5,7 +5,7 @@ the views stop seeing the neck -> per-view depth from normals (recon.depth) fuse
 as a truncated signed distance (recon.volume) -> marching cubes -> simplification (first at 128 px:
 each view's camera turned onto that consensus, recon.camera_align, then the hull and depth again from
 the turned cameras) -> each view's normal map turned onto that shape (recon.normal_align) ->
-explicit normal fusion -> xatlas UVs -> texture baking -> per-view self-check (recon.selfcheck).
+explicit normal fusion -> UV charts (recon.unwrap) -> texture baking -> per-view self-check (recon.selfcheck).
 Everything is pure torch on the device passed in, so the same code runs on CPU and CUDA.
 """
 
