@@ -366,17 +366,19 @@ RECON_PRESETS: dict[str, dict[str, Any]] = {
 
 def recon_config(params: ReconParams, device: str) -> Any:
     """recon's ReconConfig for the flow's parameters."""
+    from dataclasses import replace
+
     from recon.camera_align import CameraAlignConfig
     from recon.fusion import FusionConfig
     from recon.pipeline import ReconConfig
     from recon.sweep import SweepConfig
-    from recon.texture import TextureConfig
     from recon.volume import VolumeConfig
 
     preset = RECON_PRESETS[params.preset]
-    config = ReconConfig(
-        device=device,
-        texture=TextureConfig(size=params.texture_size),
+    config = ReconConfig(device=device)
+    config = replace(
+        config,
+        texture=replace(config.texture, size=params.texture_size),  # recon's texture settings: de-lighting on
         volume=VolumeConfig(sweep=SweepConfig(enabled=params.open_pockets)),
         camera_align=CameraAlignConfig.for_choices(params.trust_cameras, params.fit_masks),
     )

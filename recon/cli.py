@@ -62,18 +62,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_handle)
 
 
+def config_from_args(args: argparse.Namespace):
+    """recon's ReconConfig for the parsed options: its defaults (de-lighting on) with what the user chose."""
+    from dataclasses import replace
+
+    from recon.camera_align import CameraAlignConfig
+    from recon.fusion import FusionConfig
+    from recon.pipeline import ReconConfig
+    from recon.sweep import SweepConfig
+    from recon.volume import VolumeConfig
+    from spin_io.preflight import resolve_device
+
+    base = ReconConfig()
+    return replace(
+        base,
+        device=resolve_device(args.device),
+        hull_voxel=args.hull_voxel,
+        target_faces=args.target_faces,
+        conventions=args.conventions,
+        fusion=FusionConfig(rounds=args.rounds),
+        volume=VolumeConfig(enabled=not args.no_depth_fusion, sweep=SweepConfig(enabled=args.open_pockets)),
+        camera_align=CameraAlignConfig.for_choices(args.trust_cameras, args.fit_masks),
+        texture=replace(base.texture, size=args.texture_size, unwrap=args.unwrap),
+    )
+
+
 def _handle(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from recon.camera_align import CameraAlignConfig
     from recon.errors import ReconError, ViewSetInputError
-    from recon.fusion import FusionConfig
-    from recon.pipeline import ReconConfig, run_recon
-    from recon.sweep import SweepConfig
-    from recon.texture import TextureConfig
-    from recon.volume import VolumeConfig
-    from spin_io.preflight import check_output_writable, resolve_device
+    from recon.pipeline import run_recon
+    from spin_io.preflight import check_output_writable
 
     views = Path(args.views)
     if views.is_file():
@@ -87,16 +107,7 @@ def _handle(args: argparse.Namespace) -> int:
         raise ReconError(f"--target-faces {args.target_faces}: give the fitted mesh's face budget, at least 1000 "
                          "(default 100000; the exported LODs are decimated from it)")
     check_output_writable(args.output, create=False)  # nothing is written on a user error
-    cfg = ReconConfig(
-        device=resolve_device(args.device),
-        hull_voxel=args.hull_voxel,
-        target_faces=args.target_faces,
-        conventions=args.conventions,
-        fusion=FusionConfig(rounds=args.rounds),
-        volume=VolumeConfig(enabled=not args.no_depth_fusion, sweep=SweepConfig(enabled=args.open_pockets)),
-        camera_align=CameraAlignConfig.for_choices(args.trust_cameras, args.fit_masks),
-        texture=TextureConfig(size=args.texture_size, unwrap=args.unwrap),
-    )
+    cfg = config_from_args(args)
     out = run_recon(
         args.views, args.output, cfg, log=lambda msg: print(f"recon: {msg}", file=sys.stderr), progress=True
     )

@@ -228,6 +228,9 @@ def test_recon_presets_map_onto_recon_config():
     assert not chosen.camera_align.correct_cameras and chosen.volume.sweep.enabled
     trusted = stages.recon_config(ReconParams(trust_cameras=True), "cpu")
     assert not trusted.camera_align.enabled
+    # the flow's heads are de-lit as recon's own defaults are (albedo.png de-lit, albedo_lit.png beside it)
+    for config in (preview, standard, chosen, trusted):
+        assert config.texture.delight.enabled and config.texture.unwrap == "charts"
 
 
 def test_gpu_limit_name_is_filled_on_the_worker(monkeypatch):

@@ -1,0 +1,34 @@
+"""`spin-to-mesh recon`'s options map onto recon's own defaults: the head is de-lit unless asked otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.cli import build_parser
+from recon.cli import config_from_args
+from recon.pipeline import ReconConfig
+
+
+def _config(*options: str) -> ReconConfig:
+    args = build_parser().parse_args(["recon", "views", "-o", "mesh", "--device", "cpu", *options])
+    return config_from_args(args)
+
+
+def test_defaults_are_recons_own_with_the_lighting_divided_out():
+    cfg, default = _config(), ReconConfig()
+    assert cfg.texture == default.texture and cfg.texture.delight.enabled
+    assert (cfg.hull_voxel, cfg.target_faces, cfg.fusion.rounds) == (default.hull_voxel, 100_000, 8)
+    assert cfg.camera_align.enabled and not cfg.camera_align.mask_offset and not cfg.volume.sweep.enabled
+
+
+def test_chosen_options_reach_the_config():
+    cfg = _config("--texture-size", "1024", "--unwrap", "xatlas", "--fit-masks", "--open-pockets", "--rounds", "3")
+    assert (cfg.texture.size, cfg.texture.unwrap, cfg.fusion.rounds) == (1024, "xatlas", 3)
+    assert cfg.texture.delight.enabled and cfg.camera_align.mask_offset and cfg.volume.sweep.enabled
+
+
+def test_an_unknown_unwrap_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _config("--unwrap", "lscm")
+    assert exc.value.code == 2
+    assert "invalid choice: 'lscm'" in capsys.readouterr().err
