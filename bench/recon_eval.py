@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -83,7 +84,7 @@ def flags(m: dict) -> list[str]:
 
 
 def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_pockets: bool = False,
-             trust_cameras: bool = False, fit_masks: bool = False) -> dict:
+             trust_cameras: bool = False, fit_masks: bool = False, unwrap: str = "charts") -> dict:
     t = time.perf_counter()
     vs = render_case(head, case.variant, case.views, case.size, seed=case.seed)
     render_s = time.perf_counter() - t
@@ -94,13 +95,14 @@ def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_
         raise RuntimeError(f"{views_dir}: wrote {len(vs.frames)} views, read back {len(vs_read.frames)}")
     cfg = ReconConfig(device=device, volume=VolumeConfig(sweep=SweepConfig(enabled=open_pockets)),
                       camera_align=CameraAlignConfig.for_choices(trust_cameras, fit_masks))
+    cfg.texture = replace(cfg.texture, unwrap=unwrap)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     t = time.perf_counter()
     cpu = time.process_time()
     base = {"head": head.name, "variant": case.variant, "views": case.views, "size": case.size, "seed": case.seed,
             "render_s": render_s, "open_pockets": open_pockets, "trust_cameras": trust_cameras,
-            "fit_masks": fit_masks}
+            "fit_masks": fit_masks, "unwrap": unwrap}
     try:
         res = reconstruct(vs_read, cfg, log=log)
     except Exception as exc:  # a failed case is a result too: recon refused or broke on this input
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--open-pockets", action="store_true", help="reconstruct as `recon --open-pockets` does")
     ap.add_argument("--trust-cameras", action="store_true", help="reconstruct as `recon --trust-cameras` does")
     ap.add_argument("--fit-masks", action="store_true", help="reconstruct as `recon --fit-masks` does")
+    ap.add_argument("--unwrap", choices=("charts", "xatlas"), default="charts",
+                    help="UV layout, as `recon --unwrap` (xatlas: the layout before session 11)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the written ViewSets here (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write the rows here (rewritten after every case)")
     ap.add_argument("--verbose", action="store_true", help="print recon's stage lines")
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in eval_cases(args.heads, args.variants, args.views, args.sizes, args.seed):
             row = run_case(heads[case.head], case, workdir, args.device, log, args.open_pockets,
-                           args.trust_cameras, args.fit_masks)
+                           args.trust_cameras, args.fit_masks, args.unwrap)
             rows.append(row)
             if "error" in row:
                 print(f"done {case.label}: {row['error']}", file=sys.stderr, flush=True)
