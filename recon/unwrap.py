@@ -22,7 +22,10 @@ n_f . a in one direction (stretch 1 / (n_f . a), reported). A chart mapped witho
 where its outline crosses itself: an ear in front of the skull behind it, both facing sideways. Then the
 faces behind (two z-buffers along a, front-most and back-most per pixel, more than `layer_gap` apart; and
 of each crossing pair of outline edges the face further back) leave for charts of their own, until no
-outline crosses. Each chart keeps its front-most face, so every round makes progress.
+outline crosses. A chart with a hole can overlap itself with an outline that does not cross (a ring of the
+neck folding under the cap): then a loop of its outline lies inside another part of it, so of each outline
+vertex that a face of its own chart covers without touching it, the face further back leaves too. Each chart
+keeps its front-most face, so every round makes progress.
 
 Packing. Each chart is turned so its principal axis is horizontal and described, on a grid, by the lowest
 and highest cell of each column, grown by the gutter. Largest first, in whichever quarter turn ends lowest,
@@ -91,6 +94,8 @@ def unwrap_charts(
     while True:
         vmap, new_faces, local = _project(x, faces, chart, axis)
         behind = _crossings(local, new_faces, chart, he, x, faces, axis)
+        if not len(behind):  # a chart with a hole can overlap itself without its outline crossing
+            behind = _overlapping(x, faces, new_faces, local, chart, axis, he)
         if not len(behind):
             break
         crossing = np.unique(chart[behind])
@@ -106,7 +111,7 @@ def unwrap_charts(
         axis = _chart_axes(chart, normal, area2, label)
         rounds += 1
     uv, fill = _pack_profiles(local, new_faces, chart, cfg)
-    cos = np.einsum("fi,fi->f", normal, axis[chart])
+    cos = np.einsum("fi,fi->f", normal, axis[chart])[area2 > 1e-9 * area2.max()]  # zero-area faces have no say
     report = UnwrapReport(int(chart.max()) + 1, rounds, fill, float(1.0 / max(cos.min(), 1e-6)))
     return vmap, new_faces, uv.astype(np.float32), report
 
@@ -259,6 +264,60 @@ def _crossings(
         fi, fj = face[i[hit]], face[j[hit]]
         behind.append(np.where(_before(depth, fi, fj), fi, fj))
     return np.unique(np.concatenate(behind)) if behind else np.zeros(0, np.int64)
+
+
+def _overlapping(
+    x: np.ndarray, faces: np.ndarray, new_faces: np.ndarray, local: np.ndarray, chart: np.ndarray,
+    axis: np.ndarray, he: _HalfEdges,
+) -> np.ndarray:
+    """Where a chart covers one of its own outline's vertices with a face not touching it: the face behind.
+
+    A chart mapped without flips whose outline does not cross itself still overlaps itself if one of its
+    outline loops lies inside another part of it (a ring of neck folding under the cap). Then that loop's
+    vertices lie inside faces of their own chart that do not touch them; of each such vertex's face and the
+    covering face, the one further back is returned.
+    """
+    boundary = ~he.has_twin | (chart[he.face] != chart[he.face[he.twin]])
+    corner = np.flatnonzero(boundary)
+    vert = new_faces.reshape(-1)[corner]  # the outline's vertices, each with a face of its own (the corner's)
+    vert, first = np.unique(vert, return_index=True)
+    own = he.face[corner[first]]
+    point, pc = local[vert], chart[own]
+    tri = local[new_faces]  # (F, 3, 2)
+    lo, hi = tri.min(1), tri.max(1)
+    h = 2.0 * float(np.median(np.max(hi - lo, axis=1))) or 1.0
+    c0 = np.floor(lo / h).astype(np.int64)
+    span = np.floor(hi / h).astype(np.int64) - c0 + 1  # cells each face's box covers, per axis
+    count = span[:, 0] * span[:, 1]
+    fid = np.repeat(np.arange(len(tri)), count)
+    k = np.arange(len(fid)) - np.repeat(np.cumsum(count) - count, count)
+    cx = c0[fid, 0] + k % span[fid, 0]
+    cy = c0[fid, 1] + k // span[fid, 0]
+    key_f = _cell_keys(chart[fid], cx, cy)
+    order = np.argsort(key_f, kind="stable")
+    key_f, fid = key_f[order], fid[order]
+    pcell = np.floor(point / h).astype(np.int64)
+    key_p = _cell_keys(pc, pcell[:, 0], pcell[:, 1])
+    start = np.searchsorted(key_f, key_p, "left")
+    n_cand = np.searchsorted(key_f, key_p, "right") - start
+    pid = np.repeat(np.arange(len(point)), n_cand)
+    cand = fid[np.repeat(start, n_cand) + np.arange(len(pid)) - np.repeat(np.cumsum(n_cand) - n_cand, n_cand)]
+    keep = ~np.any(new_faces[cand] == vert[pid][:, None], axis=1)  # faces touching the vertex do not count
+    pid, cand = pid[keep], cand[keep]
+    t, q = tri[cand], point[pid]
+    d = (t[:, 1, 1] - t[:, 2, 1]) * (t[:, 0, 0] - t[:, 2, 0]) + (t[:, 2, 0] - t[:, 1, 0]) * (t[:, 0, 1] - t[:, 2, 1])
+    w0 = ((t[:, 1, 1] - t[:, 2, 1]) * (q[:, 0] - t[:, 2, 0]) + (t[:, 2, 0] - t[:, 1, 0]) * (q[:, 1] - t[:, 2, 1])) / d
+    w1 = ((t[:, 2, 1] - t[:, 0, 1]) * (q[:, 0] - t[:, 2, 0]) + (t[:, 0, 0] - t[:, 2, 0]) * (q[:, 1] - t[:, 2, 1])) / d
+    eps = 1e-7
+    inside = (np.abs(d) > 0) & (w0 > eps) & (w1 > eps) & (1.0 - w0 - w1 > eps)
+    a, b = own[pid[inside]], cand[inside]
+    depth = np.einsum("fi,fi->f", x[faces].mean(1), axis[chart])
+    return np.unique(np.where(_before(depth, a, b), a, b))
+
+
+def _cell_keys(chart: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """One int64 per (chart, cell x, cell y)."""
+    return (chart.astype(np.int64) << 42) | ((cx + (1 << 20)) << 21) | (cy + (1 << 20))
 
 
 def _before(depth: np.ndarray, fi: np.ndarray, fj: np.ndarray) -> np.ndarray:

@@ -92,6 +92,23 @@ def test_without_peeling_rounds_crossing_charts_fall_back_to_single_faces():
     _check_atlas(v, f, vmap, new_faces, uv, cfg, size=1024)
 
 
+def test_overlap_without_a_crossing_outline_is_found_and_the_face_behind_leaves():
+    """A chart that is not a disc can cover itself twice with outlines that never cross: two squares, one
+    floating over the other, as one chart (a ring of neck folding under the cap does this)."""
+    from recon.unwrap import _half_edges, _overlapping
+
+    square = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float)
+    x = np.concatenate([square, square + [0.5, 0.25, 1.0]])  # the second square 1 unit in front, half over
+    faces = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    chart = np.zeros(4, np.int64)
+    axis = np.array([[0.0, 0.0, 1.0]])
+    he = _half_edges(faces, len(x))
+    behind = _overlapping(x, faces, faces, x[:, :2], chart, axis, he)
+    assert len(behind) and set(behind) <= {0, 1}  # only faces of the square further back
+    far = np.concatenate([square, square + [3.0, 0.0, 1.0]])  # side by side: nothing to move
+    assert len(_overlapping(far, faces, faces, far[:, :2], chart, axis, he)) == 0
+
+
 def test_charts_keep_their_gutter():
     mesh = trimesh.creation.icosphere(subdivisions=3)
     v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
