@@ -95,7 +95,7 @@ def unwrap(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertex map into the input, new faces in the input's order, uv in [0, 1]) for a `size` px atlas.
 
-    "charts" (recon.unwrap: about 2 s per 100k faces) or "xatlas" (about 45 s per 100k faces on 2 CPU cores,
+    "charts" (recon.unwrap: 2-7 s per 100k faces) or "xatlas" (about 45 s per 100k faces on 2 CPU cores,
     denser packing).
     """
     if method == "charts":

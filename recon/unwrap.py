@@ -119,8 +119,6 @@ def unwrap_charts(
 @dataclass
 class _HalfEdges:
     face: np.ndarray  # (3F,) the face of half-edge 3f + j (edge from corner j to corner j + 1)
-    v0: np.ndarray
-    v1: np.ndarray
     twin: np.ndarray  # the half-edge on the other side (itself where there is none)
     has_twin: np.ndarray
 
@@ -134,7 +132,7 @@ def _half_edges(faces: np.ndarray, n_vertices: int) -> _HalfEdges:
     twin = np.arange(len(key))
     a, b = order[:-1][same], order[1:][same]
     twin[a], twin[b] = b, a  # an edge of more than two faces pairs its half-edges two by two
-    return _HalfEdges(np.repeat(np.arange(len(faces)), 3), v0, v1, twin, twin != np.arange(len(key)))
+    return _HalfEdges(np.repeat(np.arange(len(faces)), 3), twin, twin != np.arange(len(key)))
 
 
 def _labels(normal: np.ndarray, pairs: np.ndarray, cfg: UnwrapConfig) -> np.ndarray:
@@ -167,17 +165,17 @@ def _labels(normal: np.ndarray, pairs: np.ndarray, cfg: UnwrapConfig) -> np.ndar
         if not across.any():
             break
         a, b = a[across], b[across]
-        ok = lowest[a, label_of(comp, label, C)[b]] >= cfg.cos_small
+        ok = lowest[a, _label_of(comp, label, C)[b]] >= cfg.cos_small
         a, b = a[ok], b[ok]
         best = np.full(C, -1)
         order = np.lexsort((size[b], a))  # per small chart, its largest acceptable neighbour last
         best[a[order]] = b[order]
         move = best[comp] >= 0
-        label = np.where(move, label_of(comp, label, C)[np.maximum(best[comp], 0)], label)
+        label = np.where(move, _label_of(comp, label, C)[np.maximum(best[comp], 0)], label)
     return label
 
 
-def label_of(comp: np.ndarray, label: np.ndarray, n: int) -> np.ndarray:
+def _label_of(comp: np.ndarray, label: np.ndarray, n: int) -> np.ndarray:
     """The label of each of n components (all faces of a component share it)."""
     out = np.zeros(n, np.int64)
     out[comp] = label
