@@ -363,7 +363,7 @@ def _hidden(
     vchart[new_faces.reshape(-1)] = np.repeat(chart, 3)
     e = local[f[:, 1]] - local[f[:, 0]]
     edge = float(np.median(np.linalg.norm(e, axis=1)))
-    uv, _ = _pack(local, f, chart[sel], 4.0 / 4096)
+    uv = _pack_shelves(local, f, chart[sel], 4.0 / 4096)
     span = float(np.median(np.linalg.norm(uv[f[:, 1]] - uv[f[:, 0]], axis=1)))
     size = int(np.clip(2.0 / max(span, 1e-12), 256, 2048))
     d = np.einsum("ni,ni->n", x[vmap], axis[vchart])
@@ -383,10 +383,10 @@ def _hidden(
     return out
 
 
-def _pack(local: np.ndarray, new_faces: np.ndarray, chart: np.ndarray, pad: float) -> tuple[np.ndarray, float]:
+def _pack_shelves(local: np.ndarray, new_faces: np.ndarray, chart: np.ndarray, pad: float) -> np.ndarray:
     """Chart boxes on shelves in the unit square, `pad` apart: quick, for the visibility test's canvas.
 
-    Only the vertices `new_faces` uses are placed (the visibility test lays out a subset); returns uv, fill.
+    Only the vertices `new_faces` uses are placed (the visibility test lays out a subset); returns uv.
     """
     used, index = np.unique(new_faces, return_inverse=True)
     faces = index.reshape(new_faces.shape)
@@ -423,7 +423,7 @@ def _pack(local: np.ndarray, new_faces: np.ndarray, chart: np.ndarray, pad: floa
     pos, _ = place(lo_s)
     out = np.zeros_like(local)
     out[used] = (uv - lo[vchart]) * lo_s + pos[vchart] + pad / 2.0
-    return out, _fill(out, new_faces)
+    return out
 
 
 def _fill(uv: np.ndarray, faces: np.ndarray) -> float:
@@ -467,7 +467,6 @@ def _pack_profiles(
     cell = S / G
     pad_px = float(cfg.padding_px)
     grow = int(np.ceil(pad_px / cell))
-    tri_chart = chart
     turned = [aligned @ np.array(t, float).T for t in _TURNS]
     lows = []
     for q in turned:
@@ -478,7 +477,7 @@ def _pack_profiles(
     area3 = np.zeros(n)
     t0 = aligned[new_faces]
     e1, e2 = t0[:, 1] - t0[:, 0], t0[:, 2] - t0[:, 0]
-    np.add.at(area3, tri_chart, 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
+    np.add.at(area3, chart, 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]))
     order = np.argsort(-area3, kind="stable")
 
     def profiles(k: float, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -490,13 +489,13 @@ def _pack_profiles(
         r0 = np.floor(t[..., 1].min(1)).astype(np.int64)
         r1 = np.floor(t[..., 1].max(1)).astype(np.int64)
         width = np.zeros(n, np.int64)
-        np.maximum.at(width, tri_chart, c1 + 1 + grow)
+        np.maximum.at(width, chart, c1 + 1 + grow)
         W = int(width.max()) + 1
         bottom = np.full(n * W, np.iinfo(np.int64).max)
         top = np.full(n * W, -1)
         for j in range(int((c1 - c0).max()) + 1):
             on = c0 + j <= c1
-            idx = tri_chart[on] * W + c0[on] + j
+            idx = chart[on] * W + c0[on] + j
             np.minimum.at(bottom, idx, r0[on])
             np.maximum.at(top, idx, r1[on])
         bottom, top = bottom.reshape(n, W), top.reshape(n, W)
