@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from align.detection import Detection, downscaled
+from align.detection import Detection, downscaled, same_face
 from align.errors import AlignWeightsNotFoundError
 from align.template import KEYPOINT_PARTS, fit_pose, template_points
 
@@ -62,6 +62,7 @@ class OfflineConfig:
     # models are cached, then dlib's MMOD CNN (3.5 s at 512 px) only if BlazeFace is unavailable, or also after it
     # with cnn_after_blazeface.
     blazeface: bool = True
+    blazeface_with_hog: bool = True  # BlazeFace also runs when HOG found faces, and adds the faces HOG missed
     cnn_fallback: bool = True  # try the (slower, more pose-tolerant) MMOD CNN when HOG (and BlazeFace) find nothing
     cnn_after_blazeface: bool = False
     # When the face mesh runs, take all five keypoints from it (dlib's eyes move with its HOG box when the photo is
@@ -146,8 +147,14 @@ class OfflineBackend:
             for r, s in zip(rects, scores, strict=True)
             if s >= self.config.min_score
         ]
-        if not found and self._blazeface is not None:
+        if self._blazeface is not None and not found:
             found = [(f.box, f.score, f.model) for f in self._blazeface(rgb)]
+        elif self._blazeface is not None and self.config.blazeface_with_hog:
+            # HOG misses some subjects (head tipped up, a halo of white hair) while it finds a smaller face
+            # behind them: BlazeFace's faces on the whole photo that are not HOG's are added, and size decides
+            # (Detection.size). Its tiles run only when nothing else found a face.
+            found += [(f.box, f.score, f.model) for f in self._blazeface.whole(rgb)
+                      if not any(same_face(f.box, box) for box, _, _ in found)]
         cnn = self.config.cnn_fallback and (self._blazeface is None or self.config.cnn_after_blazeface)
         if not found and cnn:
             if self._cnn is None:
@@ -160,10 +167,12 @@ class OfflineBackend:
         return found
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """All faces, largest box first, with landmarks located on the full-resolution image."""
+        """All faces, largest first (Detection.size), with landmarks located on the full-resolution image."""
         dlib = self._dlib
         detections = []
-        for box, score, which in self._boxes(rgb):
+        boxes = self._boxes(rgb)
+        hog_found = any(which == "hog" for _, _, which in boxes)
+        for box, score, which in boxes:
             rect = dlib.rectangle(*[int(round(v)) for v in box])
             shape = self._predictor(rgb, rect)
             pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
@@ -186,13 +195,15 @@ class OfflineBackend:
                     fit_parts=fit_parts,
                     extra={
                         "detector": which,
+                        # found by an extra pass (BlazeFace beside HOG, or on tiles): the face mesh must confirm it
+                        "confirm": which.startswith("mediapipe-") and (hog_found or which.endswith("-tiled")),
                         "landmarks": pts.round(2).tolist(),
                         # nose tip and mouth corners predicted by the 2-D template fit, not located
                         "inferred_keypoints": () if self.config.landmarks == "dlib68" else (2, 3, 4),
                     },
                 )
             )
-        detections.sort(key=lambda d: d.area, reverse=True)
+        detections.sort(key=lambda d: d.size, reverse=True)
         return detections
 
     def embed(self, rgb_crop: np.ndarray) -> np.ndarray | None:

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 BackendName = Literal["auto", "antelopev2", "offline"]
 MattingName = Literal["auto", "bisenet", "selfie", "grabcut"]
 RefinementName = Literal["auto", "3ddfa", "facemesh", "landmark"]
-# A second face counts as a rival (refused without face_index) when its box side is at least this
-# fraction of the largest one's; smaller faces (people in the background) are never the subject.
+# A second face counts as a rival (refused without face_index) when its size (Detection.size: the FFHQ quad's
+# scale from its keypoints) is at least this fraction of the largest one's; smaller faces (people in the
+# background) are never the subject.
 RIVAL_FACE_RATIO = 0.5
 GRABCUT_WARNING = (
     "matting fell back to GrabCut (no BiSeNet weights, no MediaPipe selfie model): hair may be cut and the edge "
@@ -135,7 +136,8 @@ def _no_face_message(backend: FaceBackend, config: AlignConfig) -> str:
     if backend.name == "offline":
         c = config.offline
         if getattr(backend, "_blazeface", None) is not None and not c.cnn_after_blazeface:
-            which = f"neither dlib's HOG detector (score >= {c.min_score}) nor MediaPipe's BlazeFace found a face"
+            which = (f"neither dlib's HOG detector (score >= {c.min_score}) nor MediaPipe's BlazeFace "
+                     "(the whole photo, then tiles) found a face")
         else:
             which = f"dlib's detector found no face with score >= {c.min_score} (HOG) / {c.cnn_min_score} (CNN)"
         return (
@@ -266,6 +268,18 @@ class Aligner:
             return mask, "selfie", note
         return grabcut_mask(crop, kps_crop), "grabcut", ""
 
+    def _confirmed(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        """The detections, less those a detector's extra pass found (extra["confirm"]) that the face mesh rejects.
+
+        BlazeFace beside HOG and on tiles finds faces HOG misses, but also the odd shoulder (scored 0.61-0.63);
+        the face mesh's presence score tells the two apart. Without the face mesh such faces are dropped.
+        """
+        if not any(d.extra.get("confirm") for d in detections):
+            return detections
+        mesh = self.mesh
+        return [d for d in detections
+                if not d.extra.get("confirm") or (mesh is not None and mesh(rgb, d.box, d.keypoints[:2]) is not None)]
+
     def _pick(self, detections: list[Detection], face_index: int | None, backend: FaceBackend) -> int:
         """The face to align: face_index, else the only face of its size (rivals are refused, with their boxes)."""
         if not detections:
@@ -277,7 +291,7 @@ class Aligner:
                     f"face_index {index} requested but {len(detections)} face(s) found (sorted by size, 0 = largest)"
                 )
             return index
-        sides = [np.sqrt(d.area) for d in detections]
+        sides = [d.size for d in detections]
         rivals = [i for i, side in enumerate(sides) if side >= RIVAL_FACE_RATIO * sides[0]]
         if len(rivals) > 1:
             where = "; ".join(
@@ -299,8 +313,8 @@ class Aligner:
     ) -> AlignedFace:
         """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
 
-        `face_index` picks among the detected faces sorted by box area, 0 = largest; without it, several faces
-        of similar size are refused (SeveralFacesError names them). Raises ImageReadError, NoFaceError,
+        `face_index` picks among the detected faces sorted by size (Detection.size), 0 = largest; without it,
+        several faces of similar size are refused (SeveralFacesError names them). Raises ImageReadError, NoFaceError,
         FaceTooSmallError, ExtremePoseError, FaceCutError (all AlignInputError) or AlignWeightsNotFoundError; nothing
         is written unless every step succeeded, and a new out_dir appears complete or not at all.
         """
@@ -308,7 +322,14 @@ class Aligner:
         source = load_image(path_or_array)
         face_backend = self.face_backend
 
-        detections = face_backend.detect(source.rgb)
+        found = face_backend.detect(source.rgb)
+        detections = self._confirmed(source.rgb, found)
+        if found and not detections:
+            raise NoFaceError(
+                f"no face found: MediaPipe's BlazeFace found {len(found)} candidate(s) that its face mesh did not "
+                "confirm as a face. Use a photo where the face is clearly visible, roughly frontal and not tightly "
+                "cropped"
+            )
         index = self._pick(detections, face_index, face_backend)
         det = detections[index]
 
@@ -481,7 +502,7 @@ def _mediapipe_licences(mesh_used: bool, matting: str, detector: str = "") -> li
     """Licence records of the MediaPipe models this alignment ran (Apache-2.0)."""
     from align.mediapipe_models import MODELS
 
-    names = [detector] if detector.startswith("mediapipe-") else []
+    names = [detector.removesuffix("-tiled")] if detector.startswith("mediapipe-") else []
     names += ["mediapipe-face-landmark"] if mesh_used else []
     names += ["mediapipe-selfie-segmentation"] if matting == "selfie" else []
     return [MODELS[n].licence_record() for n in names]
@@ -518,7 +539,7 @@ def align_photo(
 ) -> AlignedFace:
     """Align one face photo into the model's 512x512 white-background input (and write it if out_dir).
 
-    `face_index` picks among the detected faces sorted by box area, 0 = largest (the default).
+    `face_index` picks among the detected faces sorted by size (Detection.size), 0 = largest (the default).
     `backend` may also be a ready FaceBackend instance. This loads every network anew: for many photos
     use one `Aligner` (it loads them once).
     Raises ImageReadError, NoFaceError, FaceTooSmallError, ExtremePoseError (all AlignInputError) or

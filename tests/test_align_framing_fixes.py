@@ -178,3 +178,86 @@ def test_no_mediapipe_path_frames_like_the_face_mesh_path(aligner, astronaut):
     assert plain.extra["refinement"]["method"] == "landmark"
     assert plain.head_pose["pitch_deg"] == pytest.approx(0.0, abs=1e-6)
     assert _err_px(_quad(plain), _quad(aligner.align(astronaut))) < 0.08 * 512
+
+
+# -------------------------------------------------------------------------------- 6. subjects HOG misses
+
+
+def _bright(rgb: np.ndarray) -> np.ndarray:
+    """Over-exposed, cool: HOG scores the astronaut 0.08 here (its bar is 0.3)."""
+    x = (rgb / 255.0) ** 0.8 * 1.5 * np.array([0.9, 1.0, 1.1])
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def _noisy_canvas(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.clip(np.full((height, width, 3), 128.0) + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def test_face_size_comes_from_the_keypoints_and_boxes_of_one_face_match():
+    from align.detection import Detection, same_face
+
+    # eyes 40 px apart, mouth 50 px below them: max(2 x 40, 1.8 x 50) = 90
+    kps = np.array([[100.0, 100.0], [140.0, 100.0], [120.0, 125.0], [105.0, 150.0], [135.0, 150.0]])
+    det = Detection(box=np.array([0.0, 0.0, 500.0, 500.0]), score=1.0, keypoints=kps, fit_points=kps, fit_parts=())
+    assert det.size == pytest.approx(90.0)
+    assert same_face([80, 80, 160, 170], [60, 50, 190, 200])  # HOG's tight box inside BlazeFace's wider one
+    assert same_face([100, 100, 200, 200], [150, 150, 260, 260])  # offset, each centre inside the other
+    assert not same_face([0, 0, 50, 50], [60, 0, 110, 50])  # side by side
+
+
+def test_a_subject_hog_misses_beside_a_smaller_face_it_finds_is_the_one_framed(aligner, astronaut):
+    """HOG finds only the small face (a background person); BlazeFace finds the over-exposed subject beside it."""
+    import cv2
+
+    small = cv2.resize(astronaut, (205, 205), interpolation=cv2.INTER_AREA)
+    photo = _noisy_canvas(512, 512 + 205)
+    photo[:, :512] = _bright(astronaut)
+    photo[512 - 205 :, 512:] = small
+    assert [w for _, _, w in aligner.face_backend._boxes(photo) if w == "hog"] == ["hog"]  # the small one only
+    face = aligner.align(photo)
+    assert face.backend["framing"]["detector_used"].startswith("mediapipe-face-detection")
+    alone = aligner.align(_bright(astronaut))
+    assert _err_px(_quad(face), _quad(alone)) < 0.02 * 512
+
+
+def test_a_false_face_beside_the_subject_is_dropped_by_the_face_mesh(aligner, astronaut):
+    """On this padded photo BlazeFace also scores the astronaut's shoulder 0.61 as a face, larger than hers."""
+    photo = _noisy_canvas(1792, 1792)
+    photo[:512, :512] = astronaut
+    detections = aligner.face_backend.detect(photo)
+    assert len(detections) == 2 and detections[0].extra["confirm"] and not detections[1].extra["confirm"]
+    kept = aligner._confirmed(photo, detections)
+    assert len(kept) == 1 and kept[0].extra["detector"] == "hog"
+    face = aligner.align(photo)  # not SeveralFacesError, not the shoulder
+    assert _err_px(_quad(face), _quad(aligner.align(astronaut))) < 0.02 * 512
+
+
+def _tilted_small(astronaut: np.ndarray) -> np.ndarray:
+    """Tilted 40 deg, over-exposed, a quarter of the photo: HOG and BlazeFace on the whole photo find nothing."""
+    import cv2
+
+    turn = cv2.getRotationMatrix2D((256, 256), 40, 1.0)
+    photo = _noisy_canvas(1024, 1024)
+    photo[:512, :512] = cv2.warpAffine(_bright(astronaut), turn, (512, 512), borderMode=cv2.BORDER_REPLICATE)
+    return photo
+
+
+def test_a_face_too_small_for_the_whole_photo_pass_is_found_on_tiles(aligner, astronaut):
+    photo = _tilted_small(astronaut)
+    backend = aligner.face_backend
+    assert not [w for _, _, w in backend._boxes(photo) if w == "hog"]
+    assert backend._blazeface.whole(photo) == []
+    face = aligner.align(photo)
+    used = face.backend["framing"]["detector_used"]
+    assert used.startswith("mediapipe-face-detection") and used.endswith("-tiled")
+    assert used.removesuffix("-tiled") in {r["name"] for r in face.backend["licences"]}
+    centre = np.asarray(_quad(face)).mean(0)
+    assert 100 < centre[0] < 260 and 100 < centre[1] < 300  # on the astronaut's face (x 96-186, y 130-221)
+
+
+def test_candidates_the_face_mesh_rejects_end_in_one_line_saying_so(aligner, astronaut, monkeypatch):
+    photo = _tilted_small(astronaut)
+    monkeypatch.setattr(FaceMesh, "__call__", lambda self, rgb, box, eyes: None)
+    with pytest.raises(NoFaceError, match=r"BlazeFace found 1 candidate\(s\) that its face mesh did not confirm"):
+        aligner.align(photo)
