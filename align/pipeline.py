@@ -452,6 +452,8 @@ class Aligner:
                    "keypoints": str(info.get("landmarks", info.get("name", "?")))}
         if "detector" in det.extra:
             framing["detector_used"] = str(det.extra["detector"])
+        if det.extra.get("confirm"):  # found by an extra BlazeFace pass: kept because the face mesh saw a face
+            framing["detection_confirmed_by"] = "mediapipe-face-landmark (presence)"
         # which model gave the five keypoints the FFHQ quad is built from
         framing["keypoints_model"] = "antelopev2 scrfd" if backend.name == "antelopev2" else (
             "dlib68" if self.config.offline.landmarks == "dlib68" else "dlib5"

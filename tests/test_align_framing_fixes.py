@@ -252,6 +252,7 @@ def test_a_face_too_small_for_the_whole_photo_pass_is_found_on_tiles(aligner, as
     used = face.backend["framing"]["detector_used"]
     assert used.startswith("mediapipe-face-detection") and used.endswith("-tiled")
     assert used.removesuffix("-tiled") in {r["name"] for r in face.backend["licences"]}
+    assert face.backend["framing"]["detection_confirmed_by"].startswith("mediapipe-face-landmark")
     centre = np.asarray(_quad(face)).mean(0)
     assert 100 < centre[0] < 260 and 100 < centre[1] < 300  # on the astronaut's face (x 96-186, y 130-221)
 
