@@ -83,7 +83,7 @@ def flags(m: dict) -> list[str]:
     return out
 
 
-def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_pockets: bool = False,
+def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_pockets: bool = True,
              trust_cameras: bool = False, fit_masks: bool = False, unwrap: str = "charts") -> dict:
     t = time.perf_counter()
     vs = render_case(head, case.variant, case.views, case.size, seed=case.seed)
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="every head, as_generated, 24 views, 256 px")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    ap.add_argument("--open-pockets", action="store_true", help="reconstruct as `recon --open-pockets` does")
+    ap.add_argument("--open-pockets", action=argparse.BooleanOptionalAction, default=True,
+                    help="reconstruct as `recon --open-pockets` (the default) or `--no-open-pockets` does")
     ap.add_argument("--trust-cameras", action="store_true", help="reconstruct as `recon --trust-cameras` does")
     ap.add_argument("--fit-masks", action="store_true", help="reconstruct as `recon --fit-masks` does")
     ap.add_argument("--unwrap", choices=("charts", "xatlas"), default="charts",

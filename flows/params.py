@@ -118,8 +118,9 @@ class ReconParams(_Params):
         "opt-in: mixed on held-out heads, bench/RECON_EVAL.md session 10)."
     )
     open_pockets: bool = Field(
-        False, description="Move depth the visual hull's lid held in front (a deep pocket behind an ear) back to "
-        "where the other views agree (CLI --open-pockets; opt-in)."
+        True, description="Move depth-map patches no anchor placed (a pocket behind an ear, an ear plate "
+        "integrated too deep) to where the other views' normals agree (CLI --open-pockets / --no-open-pockets; "
+        "on by default)."
     )
 
 

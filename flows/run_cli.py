@@ -115,7 +115,7 @@ def build_parameters(args: argparse.Namespace) -> Any:
                 ),
                 "recon": pick(texture_size=args.texture_size, preset=args.recon_preset,
                               trust_cameras=args.trust_cameras or None, fit_masks=args.fit_masks or None,
-                              open_pockets=args.open_pockets or None),
+                              open_pockets=args.open_pockets),
                 "export": pick(
                     lod_budgets=args.lod_budgets, max_texture_size=args.max_texture_size,
                     preview=False if args.no_preview else None, validate_gltf=False if args.no_validate else None,
@@ -585,7 +585,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--recon-preset", choices=["preview", "standard"])
     g.add_argument("--trust-cameras", action="store_true", help="as `spin-to-mesh recon --trust-cameras`")
     g.add_argument("--fit-masks", action="store_true", help="as `spin-to-mesh recon --fit-masks`")
-    g.add_argument("--open-pockets", action="store_true", help="as `spin-to-mesh recon --open-pockets`")
+    g.add_argument("--open-pockets", action=argparse.BooleanOptionalAction, default=None,
+                   help="as `spin-to-mesh recon --open-pockets` (on by default; --no-open-pockets: off)")
     g.add_argument("--lod-budgets", type=_csv(int), metavar="N,...", help="triangles per LOD, e.g. 25000,7000,2500")
     g.add_argument("--max-texture-size", type=int, metavar="N",
                    help="largest texture side of LOD0 in the GLB, as in `spin-to-mesh export` (default: baked size)")

@@ -34,10 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--open-pockets",
-        action="store_true",
-        help="move depth the visual hull's lid held in front (the pocket behind an ear standing far out) back to "
-        "where the other views' normals agree (recon/sweep.py; bench/RECON_EVAL.md, session 8: F@5 and "
-        "Chamfer better on such heads, normal consistency within +-0.002 elsewhere)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="move depth-map patches that no anchor of their own view placed (the floor of a pocket behind an ear, "
+        "held on the visual hull's lid; an ear plate integrated too deep) to where the other views' normals agree "
+        "(recon/sweep.py; on by default since session 12, bench/RECON_EVAL.md; --no-open-pockets: off)",
     )
     p.add_argument(
         "--trust-cameras",

@@ -1,36 +1,40 @@
-"""Depth behind a bridged concavity from the other views' normals: a normal-matching sweep along each ray.
+"""Depth no anchor of a view placed, from the other views' normals: a normal-matching sweep along each ray.
 
 Normal integration fixes a view's depth only up to one offset per patch that depth steps cut off on
-every side: the floor of the pocket behind an ear standing far out, framed by the ear's rim and the
-hair's edge. Nothing in that view places it, and the hull's lid (which bridges the pocket) holds it
-15-20 mm in front of the truth (recon.depth). Other views see the same floor, and a surface point
-has one world normal whichever view sees it, so the floor's depth is where the views' normals agree.
+every side. Two such patches matter on heads:
+* the floor of the pocket behind an ear standing far out, framed by the ear's rim and the hair's edge:
+  the hull's lid (which bridges the pocket) holds it 15-20 mm in front of the truth;
+* a thin ear plate seen from the side, joined to the skull only along its short attachment: integrated
+  from there it lands 5-15 mm behind the true ear, and fusion carves the ear away (bench/RECON_EVAL.md).
+Other views see the same surface, and a surface point has one world normal whichever view sees it, so its
+depth is where the views' normals agree.
 
 For a pixel p of view A with integrated depth d_p, observed world normal n_A(p) and ray q_p, each
-offset t of a sweep behind it gives a point, seen by every other view B at pixel pi_B:
+offset t of a sweep in front of and behind it gives a point, seen by every other view B at pixel pi_B:
 
-    X_p(t)     = C_A + R_A (d_p + t) q_p
+    X_p(t)     = C_A + R_A (d_p + t) q_p                  (-max_front <= t <= max_offset)
     c_B(p, t)  = 1 - <n_A(p), n_B(pi_B(X_p(t)))>     where X faces B (<n_A, unit(C_B - X)> > min_facing)
     c(p, t)    = mean of the k smallest c_B(p, t)     (k views that see it; occluded views disagree)
     C(p, t)    = mean of c(p', t) over a window of pixels p' around p        (one pixel is too noisy)
     t*_p       = argmin_t C(p, t)
 
 X must stay inside every view's silhouette (the visual hull contains the head). An offset is accepted
-where it is deep enough to matter (t* >= min_offset), the normals match well there (C(p, t*) <=
+where it is large enough to matter (|t*| >= min_offset), the normals match well there (C(p, t*) <=
 max_cost), clearly better than where integration put the pixel (C(p, 0) - C(p, t*) > min_gain), and
 the pixel belongs to a patch of accepted pixels large enough not to be a sliver along an occluding rim
-and no larger than a pocket can be (the ear over it): a view whose normal map came out turned as a whole
+and no larger than a pocket or an ear can be: a view whose normal map came out turned as a whole
 by a few degrees otherwise "matches" better behind a whole smooth side of the head (fsaverage's back).
-Pixels whose best match lies where integration put them (t* < min_offset, C(p, t*) <= max_cost) are
+Pixels whose best match lies where integration put them (|t*| < min_offset, C(p, t*) <= max_cost) are
 confirmed. A view with accepted offsets is integrated again (recon.depth) with anchors at both: the
 moved depths carry the whole floating patch with them, and the confirmed ones keep what is right
 in place (without them the second integration dragged a thin ear, joined to the patch by the first
 one's smoothing, back with the pocket's floor).
 
-Measured on the evaluation heads (16 views, as generated; bench/RECON_EVAL.md, session 8): about 1 in 5
-accepted pixels is placed too deep (the sides of the nose, a brow, an ear's rim); the second integration and
-the robust fusion outvote most of them. It opens most of eli's pocket (F@5 0.974 -> 0.992) but moves normal
-consistency by up to +-0.002 on heads without one, so it is opt-in (`recon --open-pockets`).
+Measured on the evaluation heads (16 views, as generated; bench/RECON_EVAL.md). Searching behind only
+(session 8) opened most of eli's pocket (F@5 0.974 -> 0.992) but moved normal consistency by up to +-0.002
+elsewhere, so it was opt-in. Searching 16 mm in front as well (session 12) brings thin ear plates back
+(nia: ears NC 0.71 -> 0.88, whole head 0.9785 -> 0.9852) and raised NC on most heads, so it is on by default
+(`recon --no-open-pockets` turns it off).
 """
 
 from __future__ import annotations
@@ -48,8 +52,9 @@ from recon.depth import camera_rays
 class SweepConfig:
     """Normal-matching sweep settings; lengths in ViewSet units (0.4 m each by default)."""
 
-    enabled: bool = False  # opt-in (recon --open-pockets): NC +-0.002 on most heads, see bench/RECON_EVAL.md
+    enabled: bool = True  # recon --no-open-pockets turns it off; bench/RECON_EVAL.md, sessions 8 and 12
     max_offset: float = 0.1  # 40 mm behind the integrated depth
+    max_front: float = 0.04  # 16 mm in front of it: an ear plate integration left behind the ear
     step: float = 0.005  # 2 mm
     min_offset: float = 0.015  # 6 mm: below this integration is trusted
     min_gain: float = 0.005  # in 1 - cos: the matched normals agree ~6 degrees better than at t = 0
@@ -167,7 +172,9 @@ def sweep_costs(
     masks_t = torch.as_tensor(masks, device=dev)
     if cfg.turn_normals:
         n_a = n_a @ _turn(origin + d0[:, None] * ray, n_a, cameras, normals, masks_t, others, cfg).T
-    offsets = np.arange(0.0, cfg.max_offset + cfg.step / 2, cfg.step)
+    front = np.arange(-cfg.step, -cfg.max_front - cfg.step / 2, -cfg.step)[::-1] if cfg.max_front > 0 else []
+    offsets = np.concatenate([front, np.arange(0.0, cfg.max_offset + cfg.step / 2, cfg.step)])
+    zero = len(front)
     k = min(cfg.best_views, len(others))
     on = pix[s0::st, s0::st]  # the lattice's pixels, in the same (row-major) order as rows, cols
     cost = np.full((len(offsets),) + on.shape, np.nan)
@@ -188,7 +195,7 @@ def sweep_costs(
     out.area[pix] = (depth[pix] * st) ** 2 / (fx * fy)  # a fronto-parallel stride x stride footprint
     out.offset[s0::st, s0::st] = np.where(found, offsets[k_best], np.nan)
     out.cost[s0::st, s0::st] = np.where(found, c_best, np.nan)
-    out.cost_at_zero[s0::st, s0::st] = smooth[0]
+    out.cost_at_zero[s0::st, s0::st] = smooth[zero]
     return out
 
 
@@ -199,7 +206,7 @@ def accepted_offsets(sweep: Sweep, cfg: SweepConfig) -> np.ndarray:
     # where C(p, 0) is undefined (the point lies outside the hull, or too few views face it) nothing is accepted:
     # measured on eli, accepting there too costs 0.012 of normal consistency
     with np.errstate(invalid="ignore"):
-        accept = (sweep.offset >= cfg.min_offset) & (sweep.cost_at_zero - sweep.cost > cfg.min_gain)
+        accept = (np.abs(sweep.offset) >= cfg.min_offset) & (sweep.cost_at_zero - sweep.cost > cfg.min_gain)
         accept &= sweep.cost <= cfg.max_cost
     s0, st = cfg.stride // 2, cfg.stride
     lattice = accept[s0::st, s0::st]
@@ -218,4 +225,4 @@ def accepted_offsets(sweep: Sweep, cfg: SweepConfig) -> np.ndarray:
 def confirmed(sweep: Sweep, cfg: SweepConfig) -> np.ndarray:
     """Lattice pixels whose integrated depth the other views confirm: the best match lies within min_offset."""
     with np.errstate(invalid="ignore"):
-        return (sweep.offset < cfg.min_offset) & (sweep.cost <= cfg.max_cost)
+        return (np.abs(sweep.offset) < cfg.min_offset) & (sweep.cost <= cfg.max_cost)

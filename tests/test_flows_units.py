@@ -220,12 +220,12 @@ def test_recon_presets_map_onto_recon_config():
     assert preview.texture.size == 256 and standard.texture.size == 1024 and standard.device == "cuda"
     assert preview.hull_voxel > standard.hull_voxel and preview.target_faces < standard.target_faces
     assert preview.fusion.rounds < standard.fusion.rounds
-    # the opt-in recon choices reach recon as its CLI flags do
+    # the recon choices reach recon as its CLI flags do (the sweep is on unless open_pockets=False)
     assert standard.camera_align.enabled and standard.camera_align.correct_cameras
-    assert not standard.camera_align.mask_offset and not standard.volume.sweep.enabled
-    chosen = stages.recon_config(ReconParams(fit_masks=True, trust_cameras=True, open_pockets=True), "cpu")
+    assert not standard.camera_align.mask_offset and standard.volume.sweep.enabled
+    chosen = stages.recon_config(ReconParams(fit_masks=True, trust_cameras=True, open_pockets=False), "cpu")
     assert chosen.camera_align.enabled and chosen.camera_align.mask_offset
-    assert not chosen.camera_align.correct_cameras and chosen.volume.sweep.enabled
+    assert not chosen.camera_align.correct_cameras and not chosen.volume.sweep.enabled
     trusted = stages.recon_config(ReconParams(trust_cameras=True), "cpu")
     assert not trusted.camera_align.enabled
     # the flow's heads are de-lit as recon's own defaults are (albedo.png de-lit, albedo_lit.png beside it)

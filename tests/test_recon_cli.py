@@ -7,6 +7,7 @@ import pytest
 from flows.cli import build_parser
 from recon.cli import config_from_args
 from recon.pipeline import ReconConfig
+from recon.sweep import SweepConfig
 
 
 def _config(*options: str) -> ReconConfig:
@@ -18,13 +19,15 @@ def test_defaults_are_recons_own_with_the_lighting_divided_out():
     cfg, default = _config(), ReconConfig()
     assert cfg.texture == default.texture and cfg.texture.delight.enabled
     assert (cfg.hull_voxel, cfg.target_faces, cfg.fusion.rounds) == (default.hull_voxel, 100_000, 8)
-    assert cfg.camera_align.enabled and not cfg.camera_align.mask_offset and not cfg.volume.sweep.enabled
+    assert cfg.camera_align.enabled and not cfg.camera_align.mask_offset and cfg.volume.sweep.enabled
+    assert cfg.volume.sweep == SweepConfig()  # searching in front as well (session 12)
 
 
 def test_chosen_options_reach_the_config():
-    cfg = _config("--texture-size", "1024", "--unwrap", "xatlas", "--fit-masks", "--open-pockets", "--rounds", "3")
+    cfg = _config("--texture-size", "1024", "--unwrap", "xatlas", "--fit-masks", "--no-open-pockets", "--rounds", "3")
     assert (cfg.texture.size, cfg.texture.unwrap, cfg.fusion.rounds) == (1024, "xatlas", 3)
-    assert cfg.texture.delight.enabled and cfg.camera_align.mask_offset and cfg.volume.sweep.enabled
+    assert cfg.texture.delight.enabled and cfg.camera_align.mask_offset and not cfg.volume.sweep.enabled
+    assert _config("--open-pockets").volume.sweep.enabled  # the old opt-in flag still works
 
 
 def test_an_unknown_unwrap_is_a_usage_error(capsys):

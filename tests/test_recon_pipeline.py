@@ -48,9 +48,10 @@ def test_ci_case_cli_writes_an_accurate_headmesh(tmp_path, head, views128):
     metrics = json.loads((tmp_path / "mesh" / "metrics.json").read_text())
     assert len(metrics["views"]) == 16 and metrics["conventions"]["ok"]
     assert min(v["silhouette_iou"] for v in metrics["views"]) > 0.9
-    # how much of each depth map the other views' normals moved back (recon.sweep: off unless --open-pockets)
-    assert [v["depth_moved_px"] for v in metrics["views"]] == [0] * 16
-    assert metrics["config"]["volume"]["sweep"]["enabled"] is False
+    # how much of each depth map the other views' normals moved (recon.sweep, on unless --no-open-pockets)
+    moved = [v["depth_moved_px"] for v in metrics["views"]]
+    assert all(isinstance(px, int) and px >= 0 for px in moved) and sum(moved) < 0.02 * 16 * 128 * 128
+    assert metrics["config"]["volume"]["sweep"]["enabled"] is True
     # each camera turned onto the shape the views agree on (Perturbation's 1 deg jitter; recon.camera_align)
     turns = metrics["camera_alignment"]
     assert len(turns) == 16 and any(t["applied"] for t in turns)

@@ -361,10 +361,10 @@ def test_cli_and_form_share_names_and_defaults(tmp_path):
         6, 1024, 512, 4.0)
     defaults = run_cli.build_parameters(parser.parse_args(["run", "p.jpg", "-o", str(tmp_path)]))
     assert defaults.recon.texture_size == ReconParams().texture_size == 2048
-    assert not (defaults.recon.fit_masks or defaults.recon.trust_cameras or defaults.recon.open_pockets)
+    assert not (defaults.recon.fit_masks or defaults.recon.trust_cameras) and defaults.recon.open_pockets
     chosen = run_cli.build_parameters(parser.parse_args(["run", "p.jpg", "-o", str(tmp_path), "--fit-masks",
-                                                         "--trust-cameras", "--open-pockets"]))
-    assert chosen.recon.fit_masks and chosen.recon.trust_cameras and chosen.recon.open_pockets
+                                                         "--trust-cameras", "--no-open-pockets"]))
+    assert chosen.recon.fit_masks and chosen.recon.trust_cameras and not chosen.recon.open_pockets
     assert defaults.options.device == "auto"
     help_text = parser._subparsers._group_actions[0].choices["run"].format_help()
     for shown in ("--views N", "--texture-size N", "--max-texture-size N", "--cfg-scale", "--verbose", "--device"):
