@@ -34,8 +34,8 @@ class _Spec:
 
 TILE_GRID = 3  # tiles per side when the whole photo finds nothing
 TILE_FRACTION = 0.6  # tile side / the photo's longer side: neighbours overlap by 40 %
-# Nine tiles give nine chances of a false face: a tile of a padded astronaut photo scored her shoulder 0.63, the
-# real faces seen so far in tiles score 0.77-0.96 (Einstein at a lectern 0.83)
+# Nine tiles give nine chances of a false face: a tile of a padded astronaut photo scored a patch below her face
+# 0.63, the real faces seen so far in tiles score 0.77-0.96 (Einstein at a lectern 0.83)
 TILE_MIN_SCORE = 0.7
 
 _SPECS = {

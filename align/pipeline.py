@@ -271,8 +271,9 @@ class Aligner:
     def _confirmed(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
         """The detections, less those a detector's extra pass found (extra["confirm"]) that the face mesh rejects.
 
-        BlazeFace beside HOG and on tiles finds faces HOG misses, but also the odd shoulder (scored 0.61-0.63);
-        the face mesh's presence score tells the two apart. Without the face mesh such faces are dropped.
+        BlazeFace beside HOG and on tiles finds faces HOG misses, but also the odd patch of clothing below a face
+        (scored 0.61-0.63 on padded astronaut photos); the face mesh's presence score tells the two apart. Without
+        the face mesh such faces are dropped.
         """
         if not any(d.extra.get("confirm") for d in detections):
             return detections

@@ -222,7 +222,7 @@ def test_a_subject_hog_misses_beside_a_smaller_face_it_finds_is_the_one_framed(a
 
 
 def test_a_false_face_beside_the_subject_is_dropped_by_the_face_mesh(aligner, astronaut):
-    """On this padded photo BlazeFace also scores the astronaut's shoulder 0.61 as a face, larger than hers."""
+    """On this padded photo BlazeFace also scores a patch below the astronaut's face 0.61, larger than her face."""
     photo = _noisy_canvas(1792, 1792)
     photo[:512, :512] = astronaut
     detections = aligner.face_backend.detect(photo)
