@@ -268,18 +268,28 @@ class Aligner:
             return mask, "selfie", note
         return grabcut_mask(crop, kps_crop), "grabcut", ""
 
-    def _confirmed(self, rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
-        """The detections, less those a detector's extra pass found (extra["confirm"]) that the face mesh rejects.
+    def _confirmed(
+        self, rgb: np.ndarray, detections: list[Detection]
+    ) -> tuple[list[Detection], dict[int, MeshResult]]:
+        """The detections, less those a detector's extra pass found (extra["confirm"]) that the face mesh rejects,
+        and the meshes that confirmed the others (by id of the detection, so that framing does not run it again).
 
         BlazeFace beside HOG and on tiles finds faces HOG misses, but also the odd patch of clothing below a face
         (scored 0.61-0.63 on padded astronaut photos); the face mesh's presence score tells the two apart. Without
         the face mesh such faces are dropped.
         """
         if not any(d.extra.get("confirm") for d in detections):
-            return detections
+            return detections, {}
         mesh = self.mesh
-        return [d for d in detections
-                if not d.extra.get("confirm") or (mesh is not None and mesh(rgb, d.box, d.keypoints[:2]) is not None)]
+        kept, meshes = [], {}
+        for d in detections:
+            if d.extra.get("confirm"):
+                result = mesh(rgb, d.box, d.keypoints[:2]) if mesh is not None else None
+                if result is None:
+                    continue
+                meshes[id(d)] = result
+            kept.append(d)
+        return kept, meshes
 
     def _pick(self, detections: list[Detection], face_index: int | None, backend: FaceBackend) -> int:
         """The face to align: face_index, else the only face of its size (rivals are refused, with their boxes)."""
@@ -324,7 +334,7 @@ class Aligner:
         face_backend = self.face_backend
 
         found = face_backend.detect(source.rgb)
-        detections = self._confirmed(source.rgb, found)
+        detections, meshes = self._confirmed(source.rgb, found)
         if found and not detections:
             raise NoFaceError(
                 f"no face found: MediaPipe's BlazeFace found {len(found)} candidate(s) that its face mesh did not "
@@ -334,7 +344,7 @@ class Aligner:
         index = self._pick(detections, face_index, face_backend)
         det = detections[index]
 
-        keypoints, framing, mesh_result, warnings = self._keypoints(source.rgb, det, face_backend)
+        keypoints, framing, mesh_result, warnings = self._keypoints(source.rgb, det, face_backend, meshes.get(id(det)))
         quad = ffhq_quad(keypoints)
         fit = fit_pose(det.fit_points, det.fit_parts)
         refiner = self.refiner
@@ -439,9 +449,11 @@ class Aligner:
         return face
 
     def _keypoints(
-        self, rgb: np.ndarray, det: Detection, backend: FaceBackend
+        self, rgb: np.ndarray, det: Detection, backend: FaceBackend, confirmed: MeshResult | None = None
     ) -> tuple[np.ndarray, dict[str, str], MeshResult | None, list[str]]:
         """The 5 keypoints the quad is built from, what produced them, the face mesh when it ran, and warnings.
+
+        `confirmed`: the mesh `_confirmed` already ran on this detection (same box and eyes), reused.
 
         With the mesh and the offline backend, all five come from the mesh (dlib's eyes move with its detector's box
         when the photo is padded or scaled); with `mesh_keypoints=False` only the points dlib5 guessed (nose and
@@ -465,7 +477,7 @@ class Aligner:
         from align.facemesh import MIN_MEAN_PRESENCE as MESH_MIN_MEAN
         from align.facemesh import MIN_PRESENCE as MESH_MIN_PRESENCE
 
-        result = mesh(rgb, det.box, keypoints[:2])
+        result = confirmed if confirmed is not None else mesh(rgb, det.box, keypoints[:2])
         if result is None:
             if self._wants_mesh() == "yes":
                 raise NoFaceError(

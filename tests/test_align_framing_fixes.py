@@ -227,8 +227,8 @@ def test_a_false_face_beside_the_subject_is_dropped_by_the_face_mesh(aligner, as
     photo[:512, :512] = astronaut
     detections = aligner.face_backend.detect(photo)
     assert len(detections) == 2 and detections[0].extra["confirm"] and not detections[1].extra["confirm"]
-    kept = aligner._confirmed(photo, detections)
-    assert len(kept) == 1 and kept[0].extra["detector"] == "hog"
+    kept, meshes = aligner._confirmed(photo, detections)
+    assert len(kept) == 1 and kept[0].extra["detector"] == "hog" and meshes == {}
     face = aligner.align(photo)  # not SeveralFacesError, not the shoulder
     assert _err_px(_quad(face), _quad(aligner.align(astronaut))) < 0.02 * 512
 
@@ -243,12 +243,16 @@ def _tilted_small(astronaut: np.ndarray) -> np.ndarray:
     return photo
 
 
-def test_a_face_too_small_for_the_whole_photo_pass_is_found_on_tiles(aligner, astronaut):
+def test_a_face_too_small_for_the_whole_photo_pass_is_found_on_tiles(aligner, astronaut, monkeypatch):
     photo = _tilted_small(astronaut)
     backend = aligner.face_backend
     assert not [w for _, _, w in backend._boxes(photo) if w == "hog"]
     assert backend._blazeface.whole(photo) == []
+    calls = []
+    real = FaceMesh.__call__
+    monkeypatch.setattr(FaceMesh, "__call__", lambda self, *a: calls.append(1) or real(self, *a))
     face = aligner.align(photo)
+    assert len(calls) == 1  # the mesh that confirmed the face also framed it
     used = face.backend["framing"]["detector_used"]
     assert used.startswith("mediapipe-face-detection") and used.endswith("-tiled")
     assert used.removesuffix("-tiled") in {r["name"] for r in face.backend["licences"]}
