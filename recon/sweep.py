@@ -172,9 +172,8 @@ def sweep_costs(
     masks_t = torch.as_tensor(masks, device=dev)
     if cfg.turn_normals:
         n_a = n_a @ _turn(origin + d0[:, None] * ray, n_a, cameras, normals, masks_t, others, cfg).T
-    front = np.arange(-cfg.step, -cfg.max_front - cfg.step / 2, -cfg.step)[::-1] if cfg.max_front > 0 else []
-    offsets = np.concatenate([front, np.arange(0.0, cfg.max_offset + cfg.step / 2, cfg.step)])
-    zero = len(front)
+    zero = int(round(cfg.max_front / cfg.step))  # offsets[zero] == 0: where integration put the pixel
+    offsets = cfg.step * np.arange(-zero, int(round(cfg.max_offset / cfg.step)) + 1)
     k = min(cfg.best_views, len(others))
     on = pix[s0::st, s0::st]  # the lattice's pixels, in the same (row-major) order as rows, cols
     cost = np.full((len(offsets),) + on.shape, np.nan)
