@@ -158,7 +158,7 @@ def integrate_normals(
         diag = a + b + cfg.regulariser
         lhs = (D.T @ sparse.diags(w_pair) @ D + sparse.diags(diag)).tocsc()
         rhs = D.T @ (w_pair * g) + a * z_anchor + cfg.regulariser * z_hull + b * (z_hull - cfg.inside_tolerance)
-        z = spsolve(lhs, rhs)
+        z = spsolve(lhs, rhs, permc_spec="MMD_AT_PLUS_A")  # lhs is symmetric: a symmetric ordering, half the fill
         w_pair = w_pair0 * np.exp(-(((D @ z - g) / cfg.pair_scale) ** 2))
         if it >= cfg.iterations - 1 - cfg.robust_anchor_iterations:
             a = a0 / (1.0 + ((z - z_anchor) / cfg.anchor_scale) ** 2)
