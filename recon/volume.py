@@ -22,7 +22,9 @@ exclude); voxels no view votes on keep the hull's value (deep inside, or seen by
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +50,7 @@ class VolumeConfig:
     aggregate: str = "robust"  # "robust" (weighted median, then Cauchy IRLS) | "mean" (Curless & Levoy)
     robust_scale: float = 0.005  # s: 2 mm at 0.4 m/unit
     robust_iterations: int = 2
+    workers: int = 0  # threads integrating views at once; 0: one per CPU core (at most one per view)
     depth: DepthConfig = field(default_factory=DepthConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
@@ -63,7 +66,9 @@ def view_depths(
 ) -> tuple[Cameras, list[ViewDepth]]:
     """Integrate every view's normals to depth, anchored to the hull (at most `max_size` pixels a side).
 
-    Returns the cameras of the (possibly downsampled) depth maps and the maps; `progress(i)` after each view.
+    Returns the cameras of the (possibly downsampled) depth maps and the maps; `progress(k)` as the (k + 1)-th view
+    is done. The views are independent of each other, so they run on `cfg.workers` threads (SuperLU's solves
+    release the GIL): the same maps, in view order, however many threads ran them.
     """
     cams, normals_s, masks_s = _downsampled(cameras, normals, masks, cfg.max_size)
     dev = cams.device
@@ -72,8 +77,9 @@ def view_depths(
     frags = rasterize_views(TorchRasterizer(), cams, v, f)
     fn = face_normals(v, f)
     fx, fy, cx, cy = (t.double().cpu().numpy() for t in (cams.fx, cams.fy, cams.cx, cams.cy))
-    out = []
-    for i, fr in enumerate(frags):
+
+    def one_view(i: int) -> ViewDepth:
+        fr = frags[i]
         R = cams.c2w[i, :3, :3].double().cpu().numpy()
         n_cam = normals_s[i].double().cpu().numpy() @ R
         hull_n = np.zeros_like(n_cam)
@@ -93,10 +99,27 @@ def view_depths(
                 vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth,
                                        anchor_depth=anchor, anchor_weight=cfg.sweep.anchor_weight)
                 vd.moved = int(np.isfinite(offset).sum()) * cfg.sweep.stride**2
-        out.append(vd)
-        if progress is not None:
-            progress(i)
-    return cams, out
+        return vd
+
+    workers = max(1, min(cfg.workers or _cores(), len(frags)))
+    out: list[ViewDepth | None] = [None] * len(frags)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="depth") as pool:
+        jobs = {pool.submit(one_view, i): i for i in range(len(frags))}
+        try:
+            for done, job in enumerate(as_completed(jobs)):
+                out[jobs[job]] = job.result()
+                if progress is not None:
+                    progress(done)
+        except BaseException:  # an error or an interrupt: the views not started yet are not started
+            for job in jobs:
+                job.cancel()
+            raise
+    return cams, [vd for vd in out if vd is not None]
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (a container's or taskset's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _downsampled(

@@ -12,6 +12,8 @@ of the pixels, so the anchors switch on almost everywhere and the result is the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -236,8 +238,14 @@ def test_fusion_opens_a_pocket_the_visual_hull_keeps_filled():
     voxel = 0.01
     grid = hull_grid(cams, torch.tensor(masks, dtype=torch.float32), voxel=voxel)
     hull_v, hull_f = extract_surface(grid)
-    cfg = VolumeConfig()
-    depth_cams, depths = view_depths(cams, hull_v, hull_f, world_normals(vs), masks, cfg)
+    cfg = VolumeConfig(workers=3)
+    done: list[int] = []
+    depth_cams, depths = view_depths(cams, hull_v, hull_f, world_normals(vs), masks, cfg, progress=done.append)
+    assert done == list(range(len(vs.frames)))  # one tick per view, counted as they finish
+    # the views run on three threads: the same maps, in view order, as on one
+    _, serial = view_depths(cams, hull_v, hull_f, world_normals(vs), masks, replace(cfg, workers=1))
+    for a, b in zip(depths, serial, strict=True):
+        assert np.array_equal(a.depth, b.depth) and np.array_equal(a.confidence, b.confidence) and a.moved == b.moved
     fused_v, fused_f = extract_surface(grid, largest_component(fuse_depths(grid, depth_cams, depths, cfg)))
 
     gt, _ = sample_surface(v, f, 40_000)
