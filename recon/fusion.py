@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from recon.cameras import Cameras
-from recon.mesh_ops import face_normals, laplacian_matrix, unique_edges
+from recon.mesh_ops import face_normals, laplacian_matrix, transposed, unique_edges
 from recon.raster import Rasterizer, TorchRasterizer, rasterize_views, sample_images
 
 
@@ -164,8 +164,8 @@ def _conjugate_gradient(apply_A, b: torch.Tensor, iterations: int, tol: float = 
     return x
 
 
-def _normal_system(ia, ib, t_e, w_e, mu, g, pi, lam_s, lam_l, L, free):
-    """The Gauss-Newton operator delta -> A delta of one fusion round (see `refine`)."""
+def _normal_system(ia, ib, t_e, w_e, mu, g, pi, lam_s, lam_l, L, Lt, free):
+    """The Gauss-Newton operator delta -> A delta of one fusion round (see `refine`); symmetric, as CG needs."""
 
     def apply_A(d: torch.Tensor) -> torch.Tensor:
         d = d * free
@@ -175,7 +175,7 @@ def _normal_system(ia, ib, t_e, w_e, mu, g, pi, lam_s, lam_l, L, free):
         rs = (g * d[pi]).sum(-1, keepdim=True) * g * lam_s
         out = out.index_add_(0, pi, rs)
         if lam_l > 0:
-            out = out + lam_l * torch.sparse.mm(L, torch.sparse.mm(L, d))
+            out = out + lam_l * torch.sparse.mm(Lt, torch.sparse.mm(L, d))
         return out * free
 
     return apply_A
@@ -213,6 +213,7 @@ def refine(
     N = x.shape[0]
     edges = unique_edges(faces)
     L = laplacian_matrix(N, edges)
+    Lt = transposed(L)  # |L x|^2's Hessian is L^T L: the umbrella L (rows normalised) is not symmetric
     h = float((x[edges[:, 0]] - x[edges[:, 1]]).norm(dim=-1).mean())
     cap_v = (x[:, 1] - y_cut).abs() < 0.25 * h
     cap_f = cap_v[faces].all(1)
@@ -259,14 +260,14 @@ def refine(
         mu = cfg.mu / h**2
         lam_l = cfg.lambda_lap / h**2
 
-        apply_A = _normal_system(ia, ib, t_e, w_e, mu, g, pi, lam_s, lam_l, L, free)
+        apply_A = _normal_system(ia, ib, t_e, w_e, mu, g, pi, lam_s, lam_l, L, Lt, free)
         with torch.no_grad():
             e = x[ib] - x[ia]
             r = (t_e * e).sum(-1, keepdim=True) * w_e[:, None] * t_e
             b = -(torch.zeros_like(x).index_add_(0, ib, r).index_add_(0, ia, -r))
             b = b.index_add_(0, pi, -lam_s * s[:, None] * g)
             if lam_l > 0:
-                b = b - lam_l * torch.sparse.mm(L, torch.sparse.mm(L, x))
+                b = b - lam_l * torch.sparse.mm(Lt, torch.sparse.mm(L, x))
             b = b * free
             delta = _conjugate_gradient(apply_A, b, cfg.cg_iterations)
             step = delta.norm(dim=-1)

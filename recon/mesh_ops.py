@@ -63,6 +63,13 @@ def laplacian_matrix(n: int, edges: torch.Tensor) -> torch.Tensor:
         return coo.to_sparse_csr()
 
 
+def transposed(matrix: torch.Tensor) -> torch.Tensor:
+    """The transpose of a sparse CSR matrix, itself in CSR layout (fast products, as `laplacian_matrix`'s)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return matrix.t().to_sparse_csr()
+
+
 def edge_manifold_report(faces: np.ndarray) -> dict:
     """Counts of boundary edges, edges shared by > 2 faces, and edges whose two faces disagree in orientation."""
     f = np.asarray(faces, np.int64)
