@@ -383,3 +383,34 @@ def test_robust_votes_equal_the_mean_when_the_views_agree():
     w = torch.rand(12, 500, generator=gen) + 0.1
     mean = (w * m).sum(0) / w.sum(0)
     assert torch.allclose(robust_location(m, w, s=0.005, iterations=2), mean, atol=5e-5)
+
+
+def test_an_interrupt_during_depth_integration_stops_the_views_not_yet_started(monkeypatch):
+    """Ctrl-C while the views integrate: the views still queued never start, and the interrupt comes through."""
+    import trimesh
+
+    import recon.volume as volume
+
+    m = trimesh.creation.icosphere(subdivisions=3, radius=RADIUS)
+    vs = render_viewset(GroundTruthHead(np.asarray(m.vertices), np.asarray(m.faces, np.int64), "ball"),
+                        ring_views(8), size=SIZE)
+    cams = cameras_from_frames(vs.frames)
+    masks = np.stack([fr.mask for fr in vs.frames])
+    grid = hull_grid(cams, torch.tensor(masks, dtype=torch.float32), voxel=0.02)
+    hull_v, hull_f = extract_surface(grid)
+    started: list[int] = []
+    real = volume.integrate_normals
+
+    def counting(*args, **kwargs):
+        started.append(1)
+        return real(*args, **kwargs)
+
+    def interrupt(_done: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(volume, "integrate_normals", counting)
+    with pytest.raises(KeyboardInterrupt):
+        cfg = VolumeConfig(workers=1)
+        cfg = replace(cfg, sweep=replace(cfg.sweep, enabled=False))  # one integration per view
+        view_depths(cams, hull_v, hull_f, world_normals(vs), masks, cfg, progress=interrupt)
+    assert 1 <= len(started) <= 2  # the view that finished, perhaps the one the worker had begun; not the other 6
