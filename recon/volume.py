@@ -3,8 +3,8 @@
 A silhouette only removes space outside some view's mask, so the visual hull keeps every
 concavity filled: the gap behind an ear, eye sockets, nostrils, nasal folds, the space between a
 ponytail and the neck. Each view's normals, integrated to a depth map D_i (recon.depth), say
-where the ray through a pixel meets the head; with the sweep on (opt-in, `SweepConfig.enabled`), a patch
-integration left on the hull's lid is moved back where the other views' normals agree (recon.sweep) and
+where the ray through a pixel meets the head; with the sweep on (`SweepConfig.enabled`, the default), a
+patch integration left on the hull's lid is moved back where the other views' normals agree (recon.sweep) and
 the view is integrated again. Those are fused as a truncated signed distance (Curless & Levoy 1996)
 on the hull's grid. For a voxel centre x seen by view i at pixel p,
 
