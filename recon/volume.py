@@ -111,8 +111,7 @@ def view_depths(
                 if progress is not None:
                     progress(done)
         except BaseException:  # an error or an interrupt: the views not started yet are not started
-            for job in jobs:
-                job.cancel()
+            pool.shutdown(cancel_futures=True)
             raise
     return cams, [vd for vd in out if vd is not None]
 
