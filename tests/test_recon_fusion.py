@@ -48,7 +48,7 @@ def test_gauss_newton_operator_is_symmetric_positive_definite():
     free = torch.ones(N, 3)
     free[:5, 1] = 0  # the neck cap's vertices keep their height
     apply_A = _normal_system(ia, ib, t_e, w_e, 0.01, g, pi, 1e-3, 5.0, L, transposed(L), free)
-    u, v = torch.randn(N, 3, generator=gen, dtype=torch.float32), torch.randn(N, 3, generator=gen)
+    u, v = torch.randn(N, 3, generator=gen), torch.randn(N, 3, generator=gen)
     uAv = (u * apply_A(v)).sum()
     Auv = (apply_A(u) * v).sum()
     assert abs(float(uAv - Auv)) < 1e-4 * float(uAv.abs() + Auv.abs())
