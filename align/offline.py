@@ -68,8 +68,24 @@ class OfflineConfig:
     # When the face mesh runs, take all five keypoints from it (dlib's eyes move with its HOG box when the photo is
     # padded or scaled); False keeps dlib's eye centres and takes only the nose and mouth from the mesh.
     mesh_keypoints: bool = True
+    # dlib's shape predictors regress toward an upright face: on a head rolled 20-40 deg their eye line comes out
+    # 5-13 deg too level and the mouth corners tens of px off. Landmarks are located again on a copy turned so
+    # that the eyes are level, up to this many times until they are level within 1 deg there (else the first points).
+    deroll_iterations: int = 3
+    deroll_min_deg: float = 5.0  # faces rolled less than this are located as they are (the predictor is fine)
     cnn_min_score: float = 0.3
     cnn_upsample: int = 0  # the CNN already finds faces from ~80 px in the copy; upsampling costs 4x
+
+
+MAX_DEROLL_DEG = 60.0  # alignment refuses rolls over 50 deg; a turn past this is a runaway, not a roll
+
+
+def _eye_line_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle of the line through two eye centres, from the one further left in the image (y down: > 0 clockwise)."""
+    d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
+    if d[0] < 0:
+        d = -d
+    return float(np.degrees(np.arctan2(d[1], d[0])))
 
 
 def _models_dir() -> Path:
@@ -138,23 +154,24 @@ class OfflineBackend:
             "identity": None,
         }
 
-    def _boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, str]]:
+    def _boxes(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float, str, float | None]]:
+        """(box, score, detector, roll in degrees where the detector measured the eyes, else None) per face."""
         small, factor = downscaled(rgb, self.config.detect_max_side)
         small = np.ascontiguousarray(small)
         rects, scores, _ = self._hog.run(small, self.config.upsample, 0.0)
         found = [
-            (np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) * factor, float(s), "hog")
+            (np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) * factor, float(s), "hog", None)
             for r, s in zip(rects, scores, strict=True)
             if s >= self.config.min_score
         ]
         if self._blazeface is not None and not found:
-            found = [(f.box, f.score, f.model) for f in self._blazeface(rgb)]
+            found = [(f.box, f.score, f.model, _eye_line_deg(*f.keypoints[:2])) for f in self._blazeface(rgb)]
         elif self._blazeface is not None and self.config.blazeface_with_hog:
             # HOG misses some subjects (head tipped up, a halo of white hair) while it finds a smaller face
             # behind them: BlazeFace's faces on the whole photo that are not HOG's are added, and size decides
             # (Detection.size). Its tiles run only when nothing else found a face.
-            found += [(f.box, f.score, f.model) for f in self._blazeface.whole(rgb)
-                      if not any(same_face(f.box, box) for box, _, _ in found)]
+            found += [(f.box, f.score, f.model, _eye_line_deg(*f.keypoints[:2])) for f in self._blazeface.whole(rgb)
+                      if not any(same_face(f.box, box) for box, *_ in found)]
         cnn = self.config.cnn_fallback and (self._blazeface is None or self.config.cnn_after_blazeface)
         if not found and cnn:
             if self._cnn is None:
@@ -163,19 +180,16 @@ class OfflineBackend:
                 if d.confidence >= self.config.cnn_min_score:
                     r = d.rect
                     box = np.array([r.left(), r.top(), r.right(), r.bottom()], np.float64) * factor
-                    found.append((box, float(d.confidence), "cnn"))
+                    found.append((box, float(d.confidence), "cnn", None))
         return found
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """All faces, largest first (Detection.size), with landmarks located on the full-resolution image."""
-        dlib = self._dlib
         detections = []
         boxes = self._boxes(rgb)
-        hog_found = any(which == "hog" for _, _, which in boxes)
-        for box, score, which in boxes:
-            rect = dlib.rectangle(*[int(round(v)) for v in box])
-            shape = self._predictor(rgb, rect)
-            pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+        hog_found = any(which == "hog" for _, _, which, _ in boxes)
+        for box, score, which, roll in boxes:
+            pts = self._landmarks(rgb, box, roll)
             if self.config.landmarks == "dlib68":
                 idx = list(_DLIB68_FIT)
                 fit_points, fit_parts = pts[idx], tuple(_DLIB68_FIT.values())
@@ -205,6 +219,55 @@ class OfflineBackend:
             )
         detections.sort(key=lambda d: d.size, reverse=True)
         return detections
+
+    def _predict(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The shape predictor's points (N, 2) in a box of `rgb`."""
+        rect = self._dlib.rectangle(*[int(round(v)) for v in box])
+        return np.array([[p.x, p.y] for p in self._predictor(rgb, rect).parts()], np.float64)
+
+    def _roll_deg(self, pts: np.ndarray) -> float:
+        """The eye line's angle from the shape predictor's points."""
+        if self.config.landmarks == "dlib68":
+            return _eye_line_deg(pts[36:42].mean(0), pts[42:48].mean(0))
+        return _eye_line_deg(0.5 * (pts[2] + pts[3]), 0.5 * (pts[0] + pts[1]))
+
+    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, roll: float | None = None) -> np.ndarray:
+        """Shape-predictor points for one face box, located on a copy turned upright (OfflineConfig.deroll_*).
+
+        The copy is a square window twice the box's side around its centre, turned by the roll the last points
+        gave (the first time, the detector's own eyes where it has them: BlazeFace's boxes of a face rolled 45 deg
+        leave the predictor's first eye line 40 deg off); the box keeps its size and centre there, and the points
+        are mapped back to the photo.
+        """
+        import cv2
+
+        pts = self._predict(rgb, box)
+        centre = 0.5 * (box[:2] + box[2:])
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        half = side  # the window spans two box sides
+        window = int(round(2 * half))
+        if roll is None:
+            roll = self._roll_deg(pts)
+        if abs(roll) < self.config.deroll_min_deg or window < 8 or self.config.deroll_iterations < 1:
+            return pts
+        total = 0.0
+        for _ in range(self.config.deroll_iterations):
+            total += roll
+            if abs(total) > MAX_DEROLL_DEG:
+                break
+            # photo -> window: turn by -total about the box centre, which lands at the window's centre
+            m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), total, 1.0)
+            m[:, 2] += half - centre
+            upright = cv2.warpAffine(rgb, m, (window, window), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            local = self._predict(upright, np.array([half - 0.5 * side, half - 0.5 * side,
+                                                     half + 0.5 * side, half + 0.5 * side]))
+            roll = self._roll_deg(local)
+            if abs(roll) < 1.0:  # converged: the eyes are level in the turned copy
+                inverse = cv2.invertAffineTransform(m)
+                return local @ inverse[:, :2].T + inverse[:, 2]
+        # Not converged: on a head turned 45 deg the eye line is no measure of roll, and each turn made the
+        # predictor tilt the eyes further (6 -> 24 -> 34 -> 39 deg on a render whose roll is 0): keep the first points.
+        return pts
 
     def embed(self, rgb_crop: np.ndarray) -> np.ndarray | None:
         """No ArcFace model offline: the caller records why arcface.npy is absent."""
