@@ -311,3 +311,33 @@ def test_an_upright_face_is_located_on_the_photo_itself(astronaut):
     on = OfflineBackend(OfflineConfig(landmarks="dlib68", blazeface=False)).detect(astronaut)[0]
     off = OfflineBackend(OfflineConfig(landmarks="dlib68", blazeface=False, deroll_iterations=0)).detect(astronaut)[0]
     assert np.array_equal(on.keypoints, off.keypoints)
+
+
+def test_a_turn_that_does_not_level_the_eyes_keeps_the_first_points(monkeypatch):
+    """On a head turned 45 deg the eye line is no measure of roll: each turn made dlib tilt the eyes further
+    (6 -> 24 -> 34 -> 39 deg on a render whose roll is 0). A predictor whose eyes never come level in the turned copy
+    leaves the points it gave on the photo itself; one that levels them is mapped back through the turn."""
+    from align.offline import OfflineBackend
+
+    backend = OfflineBackend(OfflineConfig(landmarks="dlib5", blazeface=False))
+    photo = np.zeros((400, 400, 3), np.uint8)
+    box = np.array([150.0, 150.0, 250.0, 250.0])
+    # dlib5's order: image-right eye (outer, inner), image-left eye (outer, inner), nose base; about the box centre
+    tilted = np.array([[40, 4], [15, 1], [-40, -8], [-15, -5], [0, 25]], np.float64)  # eye line 9 deg
+    level = np.array([[40, -6], [15, -6], [-40, -6], [-15, -6], [0, 25]], np.float64)
+    first = 200.0 + tilted
+
+    def never_level(rgb, b):
+        return 0.5 * (b[:2] + b[2:]) + tilted
+
+    monkeypatch.setattr(backend, "_predict", never_level)
+    assert np.array_equal(backend._landmarks(photo, box), first)
+
+    def levels(rgb, b):
+        return 0.5 * (b[:2] + b[2:]) + (tilted if rgb is photo else level)
+
+    monkeypatch.setattr(backend, "_predict", levels)
+    pts = backend._landmarks(photo, box)
+    turned = np.degrees(np.arctan2(9.0, 55.0))  # the first points' eye line, image-left eye to image-right
+    c, s = np.cos(np.radians(turned)), np.sin(np.radians(turned))
+    assert np.allclose(pts, 200.0 + level @ np.array([[c, s], [-s, c]]), atol=1e-6)
