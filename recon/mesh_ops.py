@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import warnings
 
 import numpy as np
@@ -187,7 +189,11 @@ def intersecting_face_pairs(
             reach = radius[moved_big] + float(radius[big].max())
             pairs.append(_ball_pairs(big_tree, centroid[moved_big], moved_big, reach, big))
     pairs = np.concatenate(pairs)
-    pairs = np.unique(np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    # unique unordered pairs, in (i, j) order: one int64 key i * F + j per pair sorts ~10x faster than rows
+    lo, hi = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    key = np.unique(lo * np.int64(len(f)) + hi)
+    pairs = np.stack([key // len(f), key % len(f)], 1)
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
     if len(pairs) > max_pairs:
@@ -222,8 +228,8 @@ def _ball_pairs(
     if len(ids) == 0:
         return np.zeros((0, 2), np.int64)
     near = tree.query_ball_point(centres, r)
-    counts = np.fromiter((len(n) for n in near), np.int64, len(near))
-    other = np.fromiter((j for n in near for j in n), np.int64, int(counts.sum()))
+    counts = np.fromiter(map(len, near), np.int64, len(near))
+    other = np.fromiter(itertools.chain.from_iterable(near), np.int64, int(counts.sum()))
     if tree_ids is not None:
         other = tree_ids[other]
     return np.stack([np.repeat(ids, counts), other], 1)
