@@ -55,6 +55,10 @@ def _configs() -> dict[str, AlignConfig]:
         # five keypoints from the mesh)
         "dlib-eyes": dataclasses.replace(base, offline=dataclasses.replace(base.offline, mesh_keypoints=False),
                                          refinement="facemesh", matting="selfie"),
+        # the opt-in landmark back-end a user can choose (--landmarks dlib68, iBUG 300-W: non-commercial): its own
+        # five keypoints (eye contours' means, nose tip, mouth corners), the same refinement and matting
+        "dlib68": dataclasses.replace(base, offline=dataclasses.replace(base.offline, landmarks="dlib68"),
+                                      refinement="facemesh", matting="selfie"),
         # no MediaPipe at all: dlib 5-point (HOG, then MMOD CNN) + 2-D template fit + GrabCut
         "dlib-only": dataclasses.replace(base, offline=dataclasses.replace(base.offline, blazeface=False),
                                          refinement="landmark", matting="grabcut"),
@@ -402,7 +406,7 @@ def evaluate_case(aligners: dict, rgb: np.ndarray, truth: Render | None = None, 
         else:
             row["pad_px"] = st
 
-    for name in ("dlib-eyes", "dlib-only", "grabcut"):
+    for name in ("dlib-eyes", "dlib68", "dlib-only", "grabcut"):
         if name not in aligners:
             continue
         other, st, secs = run_align(aligners[name], rgb)
@@ -550,8 +554,12 @@ def verdicts(rows: list[dict], kind: str = "photo") -> list[tuple[str, str, str]
                     f"worst {worst[0]} {pct(worst[1])}; over: {fails or 'none'}"
                     + (f"; variant refused: {refused}" if refused else "")))
     for name, what in (("dlib-eyes", "landmark back-ends agree: face-mesh 5 points vs dlib5 eyes, same refinement"),
+                       ("dlib68", "landmark back-ends agree: face-mesh 5 points vs dlib68's (--landmarks dlib68), "
+                        "same refinement"),
                        ("dlib-only", "fallback path agrees: no MediaPipe (2-D template refinement + GrabCut)")):
         key = f"agree_{name}_px"
+        if not any(key in r for r in ok):  # configuration not run (--configs): no verdict, not a PASS
+            continue
         num = [(r["id"], r[key]) for r in ok if isinstance(r.get(key), float | int)]
         fails = [f"{i} {pct(v)}" for i, v in num if v > AGREE_PCT / 100 * CROP]
         refused = [r["id"] for r in ok if isinstance(r.get(key), str)]
@@ -596,6 +604,7 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
         "Units: px of the 512 px crop; % = percent of 512. `default` resolved to refinement "
         f"`{meta['default_refinement']}`, matting `{meta['default_matting']}`. Other configurations: `dlib-eyes` = "
         "dlib's eye centres (nose and mouth from the face mesh; the default takes all five from the mesh); "
+        "`dlib68` = `--landmarks dlib68` (its own five points, same refinement and matting as the default); "
         "`dlib-only` = dlib 5-point (HOG, MMOD CNN fallback) + 2-D template fit with pitch 0 + GrabCut (no MediaPipe); "
         "`grabcut` = the default crop with GrabCut's mask (the second segmentation for the mask proxy).",
         "",
@@ -623,15 +632,16 @@ def write_report(path: Path | None, rows: list[dict], manifest: dict, meta: dict
               "error against the original photo's crop. agree: quad-corner error of another configuration.",
               "",
               "| case | expect | status | pose y/p/r | eye y | chin | crown | flip | x0.5 | pad | agree dlib-eyes | "
-              "agree dlib-only | s default / dlib-only | time s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "agree dlib68 | agree dlib-only | s default / dlib-only | time s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         status = r["status"] if r["status"] == "ok" else r["status"].split(":")[0] + ": " + r["status"].split(":")[1]
         lines.append(
             f"| {r['id']} | {r['expect']} | {status} | {_f(r.get('pose'))} | {_f(r.get('eye_y'))} | "
             f"{_f(r.get('chin_margin'))} | {_f(r.get('crown_margin'), '{:d}')} | {pct(r.get('flip_px'))} | "
             f"{pct(r.get('down_px'))} | {pct(r.get('pad_px'))} | {pct(r.get('agree_dlib-eyes_px'))} | "
-            f"{pct(r.get('agree_dlib-only_px'))} | {_f(r.get('refine_s'), '{:.2f}')} / "
+            f"{pct(r.get('agree_dlib68_px'))} | {pct(r.get('agree_dlib-only_px'))} | "
+            f"{_f(r.get('refine_s'), '{:.2f}')} / "
             f"{_f(r.get('refine_s_dlib-only'), '{:.2f}')} | {_f(r.get('time_s'), '{:.2f}')} |")
     lines += ["", "## Masks", "",
               "Real photos have no ground truth: `selfie vs GrabCut IoU` is agreement between two segmentations on the "
@@ -698,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", default=str(ROOT / "bench" / "ALIGN_EVAL.md"), help="Markdown report ('-': stdout)")
     p.add_argument("--cases", default="", help="comma-separated case ids (default: all)")
     p.add_argument("--no-renders", action="store_true", help="skip the ground-truth renders")
-    p.add_argument("--configs", default="default,dlib-eyes,dlib-only,grabcut")
+    p.add_argument("--configs", default="default,dlib-eyes,dlib68,dlib-only,grabcut")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     manifest = json.loads(MANIFEST.read_text())
