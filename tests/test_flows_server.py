@@ -195,7 +195,7 @@ def _task_runs(env: dict[str, str]) -> list[tuple[str, str]]:
 
 @pytest.mark.skipif(PREFECT is None, reason="the prefect command is not on PATH (install the 'flows' extra)")
 def test_two_workers_on_s3_make_every_head_exactly_once(tmp_path):
-    """Issue 16's done-when (about 100 s): two process workers (two "hosts": own scratch folders, nothing shared
+    """Issue 16's done-when (about 70 s): two process workers (two "hosts": own CPUs and scratch folders, nothing shared
     but the bucket) run the same batch from S3 to S3 at the same time; every stage of every head runs once."""
     try:
         import s3fs
