@@ -98,6 +98,7 @@ def check_devices() -> list[Check]:
     except ImportError:
         checks.append(Check("cuda", "missing", "torch not importable",
                             f"{SETUP} installs torch first (TORCH_SPEC=... picks a CUDA build)"))
+    checks.append(check_cpus())
     try:
         ort = importlib.import_module("onnxruntime")
         checks.append(Check("onnxruntime providers", "ok", ", ".join(ort.get_available_providers())))
@@ -105,6 +106,29 @@ def check_devices() -> list[Check]:
         checks.append(Check("onnxruntime providers", "warn", "onnxruntime not installed",
                             "pip install -e '.[align]' (CPU) or '.[gpu]' (CUDA), never both: the antelopev2 models"))
     return checks
+
+
+def check_cpus() -> Check:
+    """The CPU cores this process may use and torch's thread count.
+
+    torch sizes its thread pool by the cores the process may use (taskset, a container's limit), and recon runs
+    one view per such core. More threads than cores, or several workers each taking every core of one host, make
+    the threads wait on each other: two runs sharing two cores took 20 s instead of 0.5-1.5 s for normal fusion.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    host = os.cpu_count() or usable
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except ImportError:
+        return Check("cpu", "ok", f"{usable} of {host} cores for this process")
+    detail = f"{usable} of {host} cores for this process; torch uses {threads} thread(s)"
+    if threads > usable:
+        return Check("cpu", "warn", detail, f"more threads than cores: unset OMP_NUM_THREADS or set it to {usable}")
+    if usable == host and host > 1 and torch.cuda.device_count() > 0:  # a GPU host runs one worker per GPU
+        detail += " (all of the host's: give each worker of a shared host its own, taskset -c; docs/PREFECT.md)"
+    return Check("cpu", "ok", detail)
 
 
 def _size(n: int | None) -> str:

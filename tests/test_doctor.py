@@ -115,3 +115,26 @@ def test_missing_core_package_exits_1_with_the_setup_command(monkeypatch, tmp_pa
     assert _run(tmp_path) == 1
     out = capsys.readouterr().out
     assert "bash scripts/setup.sh" in out.splitlines()[-1]
+
+
+def test_cpu_line_names_the_cores_and_warns_when_torch_has_more_threads(monkeypatch):
+    """torch sizes its pool by the cores the process may use; more threads than cores make them wait on each
+    other (two runs sharing two cores: 20 s instead of 1.5 s for normal fusion), so doctor says so."""
+    import os
+
+    import torch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    ok = doctor.check_cpus()
+    assert (ok.status, ok.detail) == ("ok", "2 of 8 cores for this process; torch uses 2 thread(s)")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    over = doctor.check_cpus()
+    assert over.status == "warn" and "OMP_NUM_THREADS" in over.fix and "to 2" in over.fix
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert "taskset" not in doctor.check_cpus().detail  # a CPU machine: one run, every core is right
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    whole = doctor.check_cpus()  # a GPU host, where each GPU's worker should get its own cores
+    assert whole.status == "ok" and "taskset -c" in whole.detail
