@@ -244,7 +244,7 @@ class OfflineBackend:
         pts = self._predict(rgb, box)
         centre = 0.5 * (box[:2] + box[2:])
         side = float(max(box[2] - box[0], box[3] - box[1]))
-        half = side  # the window spans two box sides
+        half = side  # the window's half-width: it spans two box sides
         window = int(round(2 * half))
         if roll is None:
             roll = self._roll_deg(pts)
