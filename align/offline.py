@@ -189,7 +189,7 @@ class OfflineBackend:
         boxes = self._boxes(rgb)
         hog_found = any(which == "hog" for _, _, which, _ in boxes)
         for box, score, which, roll in boxes:
-            pts = self._landmarks(rgb, box, roll)
+            pts, turned = self._landmarks(rgb, box, roll)
             if self.config.landmarks == "dlib68":
                 idx = list(_DLIB68_FIT)
                 fit_points, fit_parts = pts[idx], tuple(_DLIB68_FIT.values())
@@ -212,6 +212,8 @@ class OfflineBackend:
                         # found by an extra pass (BlazeFace beside HOG, or on tiles): the face mesh must confirm it
                         "confirm": which.startswith("mediapipe-") and (hog_found or which.endswith("-tiled")),
                         "landmarks": pts.round(2).tolist(),
+                        # located on a copy turned by this many degrees (0: on the photo itself)
+                        "landmarks_turn_deg": round(turned, 2),
                         # nose tip and mouth corners predicted by the 2-D template fit, not located
                         "inferred_keypoints": () if self.config.landmarks == "dlib68" else (2, 3, 4),
                     },
@@ -231,8 +233,9 @@ class OfflineBackend:
             return _eye_line_deg(pts[36:42].mean(0), pts[42:48].mean(0))
         return _eye_line_deg(0.5 * (pts[2] + pts[3]), 0.5 * (pts[0] + pts[1]))
 
-    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, roll: float | None = None) -> np.ndarray:
-        """Shape-predictor points for one face box, located on a copy turned upright (OfflineConfig.deroll_*).
+    def _landmarks(self, rgb: np.ndarray, box: np.ndarray, roll: float | None = None) -> tuple[np.ndarray, float]:
+        """Shape-predictor points for one face box, located on a copy turned upright (OfflineConfig.deroll_*), and
+        the turn in degrees (0: located on the photo itself).
 
         The copy is a square window twice the box's side around its centre, turned by the roll the last points
         gave (the first time, the detector's own eyes where it has them: BlazeFace's boxes of a face rolled 45 deg
@@ -249,7 +252,7 @@ class OfflineBackend:
         if roll is None:
             roll = self._roll_deg(pts)
         if abs(roll) < self.config.deroll_min_deg or window < 8 or self.config.deroll_iterations < 1:
-            return pts
+            return pts, 0.0
         total = 0.0
         for _ in range(self.config.deroll_iterations):
             total += roll
@@ -264,10 +267,10 @@ class OfflineBackend:
             roll = self._roll_deg(local)
             if abs(roll) < 1.0:  # converged: the eyes are level in the turned copy
                 inverse = cv2.invertAffineTransform(m)
-                return local @ inverse[:, :2].T + inverse[:, 2]
+                return local @ inverse[:, :2].T + inverse[:, 2], total
         # Not converged: on a head turned 45 deg the eye line is no measure of roll, and each turn made the
         # predictor tilt the eyes further (6 -> 24 -> 34 -> 39 deg on a render whose roll is 0): keep the first points.
-        return pts
+        return pts, 0.0
 
     def embed(self, rgb_crop: np.ndarray) -> np.ndarray | None:
         """No ArcFace model offline: the caller records why arcface.npy is absent."""

@@ -465,6 +465,8 @@ class Aligner:
                    "keypoints": str(info.get("landmarks", info.get("name", "?")))}
         if "detector" in det.extra:
             framing["detector_used"] = str(det.extra["detector"])
+        if det.extra.get("landmarks_turn_deg"):  # dlib located its landmarks on a copy turned upright
+            framing["dlib_landmarks_turned_deg"] = float(det.extra["landmarks_turn_deg"])
         if det.extra.get("confirm"):  # found by an extra BlazeFace pass: kept because the face mesh saw a face
             framing["detection_confirmed_by"] = "mediapipe-face-landmark (presence)"
         # which model gave the five keypoints the FFHQ quad is built from

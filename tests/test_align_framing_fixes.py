@@ -331,13 +331,28 @@ def test_a_turn_that_does_not_level_the_eyes_keeps_the_first_points(monkeypatch)
         return 0.5 * (b[:2] + b[2:]) + tilted
 
     monkeypatch.setattr(backend, "_predict", never_level)
-    assert np.array_equal(backend._landmarks(photo, box), first)
+    assert np.array_equal(backend._landmarks(photo, box)[0], first) and backend._landmarks(photo, box)[1] == 0.0
 
     def levels(rgb, b):
         return 0.5 * (b[:2] + b[2:]) + (tilted if rgb is photo else level)
 
     monkeypatch.setattr(backend, "_predict", levels)
-    pts = backend._landmarks(photo, box)
+    pts, turn = backend._landmarks(photo, box)
     turned = np.degrees(np.arctan2(9.0, 55.0))  # the first points' eye line, image-left eye to image-right
+    assert turn == pytest.approx(turned)
     c, s = np.cos(np.radians(turned)), np.sin(np.radians(turned))
     assert np.allclose(pts, 200.0 + level @ np.array([[c, s], [-s, c]]), atol=1e-6)
+
+
+def test_face_json_says_when_the_landmarks_were_located_on_a_turned_copy(models, astronaut, tmp_path):
+    from spin_io.aligned import read_aligned
+
+    config = AlignConfig(offline=OfflineConfig(landmarks="dlib68"))
+    aligner = Aligner("offline", None, config).load()
+    rgb, truth = _rolled(astronaut, 30)
+    aligner.align(rgb, tmp_path / "rolled")
+    framing = read_aligned(tmp_path / "rolled").backend["framing"]
+    assert framing["keypoints_model"] == "dlib68"
+    assert abs(abs(framing["dlib_landmarks_turned_deg"]) - abs(_eye_line(truth))) < 2.0
+    aligner.align(astronaut, tmp_path / "upright")
+    assert "dlib_landmarks_turned_deg" not in read_aligned(tmp_path / "upright").backend["framing"]
