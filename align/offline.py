@@ -193,13 +193,11 @@ class OfflineBackend:
             if self.config.landmarks == "dlib68":
                 idx = list(_DLIB68_FIT)
                 fit_points, fit_parts = pts[idx], tuple(_DLIB68_FIT.values())
-                kps = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
+                kps = np.stack([*self._eyes(pts), pts[30], pts[48], pts[54]])
             else:
                 fit_points, fit_parts = pts, _DLIB5_PARTS
                 predicted = fit_pose(fit_points, fit_parts).project(template_points(KEYPOINT_PARTS))
-                eye_l = 0.5 * (pts[2] + pts[3])
-                eye_r = 0.5 * (pts[0] + pts[1])
-                kps = np.stack([eye_l, eye_r, predicted[2], predicted[3], predicted[4]])
+                kps = np.stack([*self._eyes(pts), predicted[2], predicted[3], predicted[4]])
             detections.append(
                 Detection(
                     box=box,
@@ -227,11 +225,15 @@ class OfflineBackend:
         rect = self._dlib.rectangle(*[int(round(v)) for v in box])
         return np.array([[p.x, p.y] for p in self._predictor(rgb, rect).parts()], np.float64)
 
+    def _eyes(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image-left and image-right eye centres: dlib68's eye-contour means, or dlib5's corner midpoints."""
+        if self.config.landmarks == "dlib68":
+            return pts[36:42].mean(0), pts[42:48].mean(0)
+        return 0.5 * (pts[2] + pts[3]), 0.5 * (pts[0] + pts[1])
+
     def _roll_deg(self, pts: np.ndarray) -> float:
         """The eye line's angle from the shape predictor's points."""
-        if self.config.landmarks == "dlib68":
-            return _eye_line_deg(pts[36:42].mean(0), pts[42:48].mean(0))
-        return _eye_line_deg(0.5 * (pts[2] + pts[3]), 0.5 * (pts[0] + pts[1]))
+        return _eye_line_deg(*self._eyes(pts))
 
     def _landmarks(self, rgb: np.ndarray, box: np.ndarray, roll: float | None = None) -> tuple[np.ndarray, float]:
         """Shape-predictor points for one face box, located on a copy turned upright (OfflineConfig.deroll_*), and
@@ -246,9 +248,8 @@ class OfflineBackend:
 
         pts = self._predict(rgb, box)
         centre = 0.5 * (box[:2] + box[2:])
-        side = float(max(box[2] - box[0], box[3] - box[1]))
-        half = side  # the window's half-width: it spans two box sides
-        window = int(round(2 * half))
+        side = float(max(box[2] - box[0], box[3] - box[1]))  # also the window's half-width: it spans two sides
+        window = int(round(2 * side))
         if roll is None:
             roll = self._roll_deg(pts)
         if abs(roll) < self.config.deroll_min_deg or window < 8 or self.config.deroll_iterations < 1:
@@ -260,10 +261,9 @@ class OfflineBackend:
                 break
             # photo -> window: turn by -total about the box centre, which lands at the window's centre
             m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), total, 1.0)
-            m[:, 2] += half - centre
+            m[:, 2] += side - centre
             upright = cv2.warpAffine(rgb, m, (window, window), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            local = self._predict(upright, np.array([half - 0.5 * side, half - 0.5 * side,
-                                                     half + 0.5 * side, half + 0.5 * side]))
+            local = self._predict(upright, np.array([0.5 * side, 0.5 * side, 1.5 * side, 1.5 * side]))
             roll = self._roll_deg(local)
             if abs(roll) < 1.0:  # converged: the eyes are level in the turned copy
                 inverse = cv2.invertAffineTransform(m)
