@@ -109,6 +109,11 @@ class ReconParams(_Params):
     preset: Literal["preview", "standard"] = Field(
         "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps)."
     )
+    depth_size: int = Field(
+        512, ge=32, le=4096, description="Largest side in pixels at which each view's normals are integrated to "
+        "depth (CLI --depth-size; default 512, the generator's own size). 256 is about twice as fast on 512 px views "
+        "but blends ear rims with the skull behind them (bench/RECON_EVAL.md session 15)."
+    )
     trust_cameras: bool = Field(
         False, description="Use the views' cameras as declared (CLI --trust-cameras); by default each is turned up to "
         "4 deg onto the shape the views agree on."

@@ -379,7 +379,7 @@ def recon_config(params: ReconParams, device: str) -> Any:
     config = replace(
         config,
         texture=replace(config.texture, size=params.texture_size),  # recon's texture settings: de-lighting on
-        volume=VolumeConfig(sweep=SweepConfig(enabled=params.open_pockets)),
+        volume=VolumeConfig(max_size=params.depth_size, sweep=SweepConfig(enabled=params.open_pockets)),
         camera_align=CameraAlignConfig.for_choices(params.trust_cameras, params.fit_masks),
     )
     if "hull_voxel" in preset:

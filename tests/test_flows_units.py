@@ -226,6 +226,10 @@ def test_recon_presets_map_onto_recon_config():
     chosen = stages.recon_config(ReconParams(fit_masks=True, trust_cameras=True, open_pockets=False), "cpu")
     assert chosen.camera_align.enabled and chosen.camera_align.mask_offset
     assert not chosen.camera_align.correct_cameras and not chosen.volume.sweep.enabled
+    assert standard.volume.max_size == 512 and preview.volume.max_size == 512  # views integrated at their size
+    assert stages.recon_config(ReconParams(depth_size=256), "cpu").volume.max_size == 256
+    with pytest.raises(ValueError, match="depth_size"):
+        ReconParams(depth_size=8)
     trusted = stages.recon_config(ReconParams(trust_cameras=True), "cpu")
     assert not trusted.camera_align.enabled
     # the flow's heads are de-lit as recon's own defaults are (albedo.png de-lit, albedo_lit.png beside it)

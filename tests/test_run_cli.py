@@ -365,6 +365,8 @@ def test_cli_and_form_share_names_and_defaults(tmp_path):
     chosen = run_cli.build_parameters(parser.parse_args(["run", "p.jpg", "-o", str(tmp_path), "--fit-masks",
                                                          "--trust-cameras", "--no-open-pockets"]))
     assert chosen.recon.fit_masks and chosen.recon.trust_cameras and not chosen.recon.open_pockets
+    assert defaults.recon.depth_size == 512 and run_cli.build_parameters(parser.parse_args(
+        ["run", "p.jpg", "-o", str(tmp_path), "--depth-size", "256"])).recon.depth_size == 256
     assert defaults.options.device == "auto"
     help_text = parser._subparsers._group_actions[0].choices["run"].format_help()
     for shown in ("--views N", "--texture-size N", "--max-texture-size N", "--cfg-scale", "--verbose", "--device"):
