@@ -47,7 +47,7 @@ class VolumeConfig:
     min_confidence: float = 0.3  # pixels below this vote nothing
     min_weight: float = 0.5  # a voxel needs this much summed confidence to leave the hull's value
     # views larger than this are integrated at this size; 512 = the generator's own: integrated at 256 px, the
-    # area average blends an ear's rim with the skull behind it (NC -0.001 to -0.007, bench/RECON_EVAL.md session 15)
+    # area average blends an ear's rim with the skull behind it (NC up to 0.0066 lower, bench/RECON_EVAL.md session 15)
     max_size: int = 512
     aggregate: str = "robust"  # "robust" (weighted median, then Cauchy IRLS) | "mean" (Curless & Levoy)
     robust_scale: float = 0.005  # s: 2 mm at 0.4 m/unit
