@@ -38,7 +38,7 @@ elsewhere, so it was opt-in. Searching 16 mm in front as well (session 12) bring
 a pocket whose floor runs parallel to the hull's lid (the skull behind an ear, under hair that steps out behind
 it: uri) matches the other views' normals only a little better on the floor than on the lid (0.0020 against
 0.0050 at the median), so at 0.005 the view kept its lid 14 mm in front of the floor and the fused surface
-crumpled there (uri, 16 views: NC 0.9773 -> 0.9806).
+crumpled there (uri, 16 views at 256 px: NC 0.9773 -> 0.9806; the held-out heads gained little: RECON_EVAL.md).
 """
 
 from __future__ import annotations
