@@ -177,6 +177,36 @@ def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
     assert np.array_equal(fixed[far], moved[far])
 
 
+def test_fold_smoothing_falls_off_with_the_rings_around_the_crossing_faces():
+    """One smoothing round moves the crossing faces' vertices most, less ring by ring, and nothing beyond its
+    rings: a hard edge to the smoothed region made new crossings there."""
+    import trimesh
+
+    from recon.mesh_ops import _falloff, _vertex_adjacency, intersecting_face_pairs, repair_self_intersections
+
+    slab = trimesh.creation.box(extents=(1.0, 1.0, 0.1)).subdivide().subdivide().subdivide()
+    ref = np.asarray(slab.vertices, np.float64)
+    faces = np.asarray(slab.faces, np.int64)
+    moved = ref.copy()
+    top = (ref[:, 2] > 0.04) & (np.hypot(ref[:, 0], ref[:, 1]) < 0.2)
+    moved[top, 2] -= 0.08 * (1.0 - np.hypot(ref[top, 0], ref[top, 1]) / 0.2) + 0.06
+    pairs = intersecting_face_pairs(moved, faces)
+    A, _ = _vertex_adjacency(faces, len(moved))
+    w = _falloff(A, faces, pairs, 2)
+    core = np.zeros(len(moved), bool)
+    core[faces[pairs.ravel()].ravel()] = True
+    ring1 = ((A @ core.astype(np.float64)) > 0) & ~core
+    assert np.all(w[core] == 1.0) and np.allclose(w[ring1], 2 / 3)
+    assert set(np.round(np.unique(w), 6)) == {0.0, round(1 / 3, 6), round(2 / 3, 6), 1.0}
+    beyond = w == 0
+    assert beyond.sum() > len(moved) // 2
+    one, _ = repair_self_intersections(moved, faces, max_rounds=1)  # one round, no reference
+    step = np.linalg.norm(one - moved, axis=1)
+    assert np.array_equal(one[beyond], moved[beyond])
+    outer = np.isclose(w, 1 / 3)
+    assert np.median(step[outer]) < np.median(step[core & (step > 0)])
+
+
 def test_rechecking_only_the_moved_faces_finds_every_crossing():
     """The repair re-tests only the faces it moved; that must equal a full test, big faces (a flat neck cap) too."""
     import trimesh
