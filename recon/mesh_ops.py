@@ -293,15 +293,15 @@ def repair_self_intersections(
     smoothing; with it: `smoothing_rounds`, then `blend_rounds` halvings, then up to `max_rounds` reverts.
 
     Folds from normal fusion are local (thin ears, creases, a crumple in a pocket). Rounds of umbrella smoothing
-    around the crossing faces remove most of them. Its strength falls off linearly over rings around them (more
-    rings every third round) instead of stopping at a ring: a hard edge left a step there that crossed again,
-    and the folds left after 10 such rounds were moved back toward the fused mesh, which cost up to 0.003 of
-    normal consistency against the smoothed mesh (tia at 512 px, wes; bench/RECON_EVAL.md, session 17). Up to
-    40 rounds run now. A fold that survives is undone by moving
-    its neighbourhood back toward `reference` (the crossing-free mesh fusion started from) only as far as
-    needed: halfway, then halfway again, with the same falloff, and the whole way in rings that grow as the last
-    resort (reverting outright cost a thin ear 0.04 of normal consistency on a held-out head). Local Taubin
-    smoothing (no shrinkage) was tried instead of the umbrella: it does not separate two crossed sheets.
+    around the crossing faces (`smoothing_steps` steps a round, a ring more every third round) remove most of
+    them. The smoothing's strength falls off linearly over those rings. Until session 17 it stopped at the last
+    ring: the step it left there crossed again, and what still crossed after its 10 rounds was moved back toward
+    the fused mesh, at a cost of up to 0.003 of normal consistency (tia at 512 px, wes; bench/RECON_EVAL.md).
+    A fold that survives is undone by moving its neighbourhood back toward `reference` (the crossing-free mesh
+    fusion started from) only as far as needed: halfway, then halfway again, with the same falloff, and the
+    whole way in rings that grow as the last resort (reverting outright cost a thin ear 0.04 of normal
+    consistency on a held-out head). Local Taubin smoothing (no shrinkage) was tried instead of the umbrella: it
+    does not separate two crossed sheets.
     """
     v = np.array(vertices, np.float64)
     f = np.asarray(faces, np.int64)
