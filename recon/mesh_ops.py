@@ -307,14 +307,6 @@ def repair_self_intersections(
     f = np.asarray(faces, np.int64)
     fixed = np.zeros(len(v), bool) if fixed is None else fixed
     A, deg = _vertex_adjacency(f, len(v))
-
-    def neighbourhood(pairs: np.ndarray, rings: int) -> np.ndarray:
-        sel = np.zeros(len(v), bool)
-        sel[f[pairs.ravel()].ravel()] = True
-        for _ in range(rings):
-            sel |= (A @ sel.astype(np.float64)) > 0
-        return sel
-
     pairs = intersecting_face_pairs(v, f)
     rounds = smoothing_rounds if reference is not None else max_rounds
     for rnd in range(rounds):
@@ -340,7 +332,7 @@ def repair_self_intersections(
     for rnd in range(max_rounds):  # the reference itself, in rings that grow until nothing crosses
         if len(pairs) == 0:
             return v, used
-        sel = neighbourhood(pairs, 2 + 2 * rnd)
+        sel = _falloff(A, f, pairs, 2 + 2 * rnd) > 0
         v[sel] = reference[sel]
         pairs = recheck_crossings(v, f, pairs, sel)
         used += 1
