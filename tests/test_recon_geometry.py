@@ -155,12 +155,10 @@ def test_taubin_smoothing_removes_ripple_without_shrinking_and_keeps_fixed_verti
     assert np.array_equal(out[fixed], noisy[fixed])
 
 
-def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
-    """A thin slab whose top is pushed through its bottom (a folded ear): the repair must uncross it, keep part of
-    the move (the old repair reverted the neighbourhood to the reference outright) and leave the rest alone."""
+def _folded_slab() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A thin slab whose top is pushed through its bottom near the centre (a folded ear): the reference vertices,
+    the moved ones, the faces and which vertices were pushed."""
     import trimesh
-
-    from recon.mesh_ops import intersecting_face_pairs, repair_self_intersections
 
     slab = trimesh.creation.box(extents=(1.0, 1.0, 0.1)).subdivide().subdivide().subdivide()
     ref = np.asarray(slab.vertices, np.float64)
@@ -168,6 +166,15 @@ def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
     moved = ref.copy()
     top = (ref[:, 2] > 0.04) & (np.hypot(ref[:, 0], ref[:, 1]) < 0.2)
     moved[top, 2] -= 0.08 * (1.0 - np.hypot(ref[top, 0], ref[top, 1]) / 0.2) + 0.06  # through the bottom
+    return ref, moved, faces, top
+
+
+def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
+    """A thin slab whose top is pushed through its bottom (a folded ear): the repair must uncross it, keep part of
+    the move (the old repair reverted the neighbourhood to the reference outright) and leave the rest alone."""
+    from recon.mesh_ops import intersecting_face_pairs, repair_self_intersections
+
+    ref, moved, faces, top = _folded_slab()
     assert len(intersecting_face_pairs(moved, faces)) > 0
     fixed, _ = repair_self_intersections(moved, faces, reference=ref, smoothing_rounds=0)
     assert len(intersecting_face_pairs(fixed, faces)) == 0
@@ -180,16 +187,9 @@ def test_a_fold_goes_back_toward_the_reference_only_as_far_as_needed():
 def test_fold_smoothing_falls_off_with_the_rings_around_the_crossing_faces():
     """One smoothing round moves the crossing faces' vertices most, less ring by ring, and nothing beyond its
     rings: a hard edge to the smoothed region made new crossings there."""
-    import trimesh
-
     from recon.mesh_ops import _falloff, _vertex_adjacency, intersecting_face_pairs, repair_self_intersections
 
-    slab = trimesh.creation.box(extents=(1.0, 1.0, 0.1)).subdivide().subdivide().subdivide()
-    ref = np.asarray(slab.vertices, np.float64)
-    faces = np.asarray(slab.faces, np.int64)
-    moved = ref.copy()
-    top = (ref[:, 2] > 0.04) & (np.hypot(ref[:, 0], ref[:, 1]) < 0.2)
-    moved[top, 2] -= 0.08 * (1.0 - np.hypot(ref[top, 0], ref[top, 1]) / 0.2) + 0.06
+    _, moved, faces, _ = _folded_slab()
     pairs = intersecting_face_pairs(moved, faces)
     A, _ = _vertex_adjacency(faces, len(moved))
     w = _falloff(A, faces, pairs, 2)
