@@ -47,6 +47,20 @@ _MAX_LISTED = 5  # keys quoted in an error message; the rest are counted
 # --------------------------------------------------------------------------- reading files
 
 
+CPU_ALIGNMENT = 64  # bytes: torch's CPU allocator aligns every tensor to this
+
+
+def _aligned(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor itself where its data is 64-byte aligned, else an aligned copy.
+
+    safetensors maps each tensor at its offset in the file (any multiple of 8 bytes). On one CPU thread
+    oneDNN picks its kernels by the address, so the same weights gave outputs 1e-6 apart depending on the
+    file format they came in (a one-CPU worker, `pytest -n 2`). Copies make a model's numbers depend on its
+    weights alone.
+    """
+    return tensor if tensor.data_ptr() % CPU_ALIGNMENT == 0 else tensor.clone()
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file, or of a pickled checkpoint via torch.load(weights_only=True).
 
@@ -58,9 +72,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            tensors = load_file(str(path))
         except Exception as exc:  # safetensors raises its own SafetensorError
             raise CheckpointError(f"cannot read {path}: {exc}; re-download the file") from exc
+        return {key: _aligned(value) for key, value in tensors.items()}
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -338,4 +338,5 @@ def test_multiview_attention_and_frame_pruning_follow_the_level_count():
     with torch.no_grad():
         full = net(x, c_noise, context, num_frames=4)
         part = net(x, c_noise, context, num_frames=4, keep_frames=keep)
-    torch.testing.assert_close(part, full[keep], rtol=0, atol=1e-6)
+    # equal to float32 rounding: on one CPU thread the kernels differ with the batch size (2 frames vs 4), 1e-6 apart
+    torch.testing.assert_close(part, full[keep], rtol=1e-5, atol=1e-6)
