@@ -159,6 +159,10 @@ class Lighting:
         """s(n) for (N, 3) unit normals -> (N, 3) linear RGB shading."""
         return _design(normals, self.direction) @ self._coefficients().T
 
+    def varies(self) -> bool:
+        """Whether the shading depends on the normal (False for the constant model an unlit head gets)."""
+        return self.direction is not None or bool(np.any(self.sh[:, 1:]))
+
     def _coefficients(self) -> np.ndarray:
         if self.direction is None:
             return self.sh

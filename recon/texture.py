@@ -33,7 +33,7 @@ lighting (both filled the same way).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ class TextureConfig:
     depth_tolerance: float = 0.01  # ViewSet units (4 mm at 0.4 m/unit)
     # off for a bare bake (a smooth albedo gradient is indistinguishable from light); recon's ReconConfig turns it on
     delight: DelightConfig = field(default_factory=lambda: DelightConfig(enabled=False))
+    # the de-lit albedo of texels that no view sees at a cosine of at least this (beyond ~63 degrees) is filled from
+    # the surface around them (_delit_known); 0 keeps every painted texel
+    delit_min_cos: float = 0.45
     gain_samples: int = 50_000  # texels used to estimate the per-view gains
     unwrap: str = "charts"  # "charts" (recon.unwrap, seconds) | "xatlas" (denser atlas, ~45 s per 100k faces)
 
@@ -84,6 +87,7 @@ class _PaintedAtlas:
     bary: np.ndarray  # (S, S, 3) float32 barycentrics of the texel centre in that face
     normal: np.ndarray | None = None  # (S, S, 3) unit surface normal per chart texel (zero in the gutter)
     view_gains: np.ndarray | None = None  # (V, 3) gains divided out of each view before painting
+    strength: np.ndarray | None = None  # (S, S) float32: the best view's cos^power x feather per texel (0 unseen)
 
     @property
     def chart(self) -> np.ndarray:
@@ -208,6 +212,7 @@ def _paint_texels(
         )
     acc = torch.zeros(len(tidx), 3, device=dev)
     wsum = torch.zeros(len(tidx), device=dev)
+    best = torch.zeros(len(tidx), device=dev)
     uv_px, depth = cameras.project(p)
     for v in range(len(cameras)):
         w = vote(v, p, n, uv_px[v], depth[v])
@@ -215,6 +220,7 @@ def _paint_texels(
         if bool(sel.any()):
             acc[sel] += w[sel, None] * _bilinear(images[v].to(dev), uv_px[v][sel]) / gains[v]
             wsum[sel] += w[sel]
+            best = torch.maximum(best, w / cfg.input_weight if is_input[v] else w)
     painted = wsum > 1e-6
     colour = torch.zeros(S * S, 3, device=dev)
     colour[tidx[painted]] = acc[painted] / wsum[painted, None]
@@ -222,6 +228,8 @@ def _paint_texels(
     filled[tidx[painted]] = True
     normal = torch.zeros(S * S, 3, device=dev)
     normal[tidx] = n
+    strength = torch.zeros(S * S, device=dev)
+    strength[tidx[painted]] = best[painted]
     return _PaintedAtlas(
         vmap=vmap,
         faces=new_faces,
@@ -232,6 +240,7 @@ def _paint_texels(
         bary=tex_frags.bary.cpu().numpy(),
         normal=normal.reshape(S, S, 3).cpu().numpy(),
         view_gains=gains.cpu().numpy(),
+        strength=strength.reshape(S, S).cpu().numpy(),
     )
 
 
@@ -278,11 +287,14 @@ def harmonic_fill(
     return out
 
 
-def _fill_from_surface(atlas: _PaintedAtlas, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int]:
-    """Colour every unseen chart texel from the mesh around it; returns the image and how many were filled."""
+def _fill_from_surface(
+    atlas: _PaintedAtlas, vertices: np.ndarray, faces: np.ndarray, known: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """Colour every chart texel outside `known` (default: the painted ones) from the mesh around it; returns the
+    image and how many were filled."""
     S = atlas.face_id.shape[0]
     face_id = atlas.face_id.reshape(-1)
-    painted = atlas.painted.reshape(-1)
+    painted = (atlas.painted if known is None else known).reshape(-1)
     hole = np.flatnonzero((face_id >= 0) & ~painted)
     seen = np.flatnonzero(painted)
     channels = atlas.colour.shape[-1]
@@ -343,14 +355,20 @@ def bake_texture(
     n_chart = int(chart.sum())
     coverage = float(atlas.painted.sum()) / n_chart if n_chart else 0.0
     lighting = None
+    delit = None
     if cfg.delight.enabled and atlas.painted.sum() >= 100:
         log("texture: estimating the lighting and de-lighting the albedo")
         lighting, delit = _delight_atlas(atlas, cfg.delight)
+    known = _delit_known(atlas, cfg) if delit is not None and lighting.varies() else atlas.painted
+    if delit is not None and np.array_equal(known, atlas.painted):
         # lit and de-lit filled together: one harmonic solve for six channels
-        atlas.colour = np.concatenate([atlas.colour, delit], -1)
+        atlas.colour, delit = np.concatenate([atlas.colour, delit], -1), None
     log("texture: filling unseen texels from the surface around them")
     img, n_filled = _fill_from_surface(atlas, vertices, faces)
     img = _fill_uv_nearest(img, chart if n_filled else atlas.painted)  # the gutter only, once charts are full
+    if delit is not None:  # the de-lit albedo also refills the texels only grazing views painted
+        img_delit, n_delit = _fill_from_surface(replace(atlas, colour=delit), vertices, faces, known)
+        img = np.concatenate([img, _fill_uv_nearest(img_delit, chart if n_delit else known)], -1)
     surface_filled = n_filled / n_chart if n_chart else 0.0
     lit = _to_uint8(img[..., :3])
     albedo = _to_uint8(img[..., 3:]) if lighting is not None else lit
@@ -358,6 +376,19 @@ def bake_texture(
         vertices[atlas.vmap], atlas.faces, atlas.uv, albedo, coverage, atlas.vmap, surface_filled,
         albedo_lit=lit if lighting is not None else None, lighting=lighting,
     )
+
+
+def _delit_known(atlas: _PaintedAtlas, cfg: TextureConfig) -> np.ndarray:
+    """Painted texels whose de-lit colour is kept: seen by some view at a cosine of at least cfg.delit_min_cos.
+
+    A texel only grazing views see is painted with the colour of a pixel whose footprint runs over a range of
+    normals (under the chin, the neck's cut end seen from 15 degrees below); dividing it by the shading at the
+    texel's own normal gives a wrong albedo (the cut end under a fill from below: several times too dark).
+    Only a shading that varies with the normal does that: under a constant one (unlit views) every texel is kept.
+    """
+    if atlas.strength is None or cfg.delit_min_cos <= 0:
+        return atlas.painted
+    return atlas.painted & (atlas.strength >= cfg.delit_min_cos**cfg.cos_power)
 
 
 def _delight_atlas(atlas: _PaintedAtlas, cfg: DelightConfig) -> tuple[Lighting, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def test_delight_inverts_known_shading():
     assert (ratio.std(0) / ratio.mean(0)).max() < 0.02
 
 
-def _bake(lighting: SceneLighting | None):
+def _bake(lighting: SceneLighting | None, **texture):
     head = procedural_head(3, voxel_m=0.006, target_faces=6000)
     views = [ViewSpec(a, e, a == 0 and e == 0) for e in (0.0, 25.0, -20.0) for a in range(0, 360, 45)]
     vs = render_viewset(head, views, size=96, normal_frame="world", lighting=lighting)
@@ -113,7 +114,7 @@ def _bake(lighting: SceneLighting | None):
     images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
     masks = np.stack([f.mask for f in vs.frames])
     baked = bake_texture(head.vertices, head.faces, cams, images, masks, [f.is_input for f in vs.frames],
-                         TextureConfig(size=256, delight=DelightConfig()))
+                         TextureConfig(size=256, delight=DelightConfig(), **texture))
     return baked
 
 
@@ -155,6 +156,55 @@ def test_bake_under_hard_side_light_removes_the_shading(hard_side_bake):
     assert mae_delit * 3 < mae_lit
     assert baked.lighting is not None and baked.lighting.direction @ key > 0.95
     json.dumps(baked.lighting.as_dict())
+
+
+def test_texels_only_grazing_views_paint_take_the_delit_albedo_around_them(monkeypatch):
+    """A surface only grazing views see (the neck's cut end from the ring 15 degrees below, under the chin) is
+    painted from pixels whose footprint runs onto the surface beside it. Under a light from below the cut end is
+    bright but its pixels show the darker neck: divided by its own shading it came out several times too dark.
+    Filled from the de-lit surface around it, it is the skin it is; the lit texture keeps what the views showed."""
+    import copy
+
+    import recon.texture as texture_mod
+    from recon.raster import TorchRasterizer
+    from recon.synth import procedural_albedo
+    from recon.synth.lighting import DirectionalLight
+
+    head = procedural_head(3, voxel_m=0.006, target_faces=6000)
+    below = SceneLighting("below", (0.2, 0.2, 0.2), (DirectionalLight((0.1, -1.0, 0.3), (0.9, 0.9, 0.9)),))
+    views = [ViewSpec(a, e, a == 0 and e == 0) for e in (0.0, 25.0, -20.0) for a in range(0, 360, 45)]
+    vs = render_viewset(head, views, size=96, normal_frame="world", lighting=below)
+    cams = cameras_from_frames(vs.frames, "cpu")
+    images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
+    masks = np.stack([f.mask for f in vs.frames])
+    cfg = TextureConfig(size=256, delight=DelightConfig())
+    atlas = texture_mod._paint_texels(head.vertices, head.faces, cams, images, masks,
+                                      [f.is_input for f in vs.frames], cfg, TorchRasterizer())
+    # the smear: the cut end (normals down) painted by a grazing view (cos^4 ~ 1e-4) with the neck's colour beside it
+    down = atlas.chart & (atlas.normal[..., 1] < -0.9)
+    side = atlas.painted & (np.abs(atlas.normal[..., 1]) < 0.3)
+    assert down.sum() > 500 and atlas.painted[down].mean() < 0.05  # at 96 px hardly any view reached it: staged
+    atlas.colour[down] = np.median(atlas.colour[side], 0)
+    atlas.painted[down] = True
+    atlas.strength[down] = 1e-4
+    corners = head.vertices[atlas.vmap][atlas.faces[atlas.face_id[atlas.chart]]]
+    truth = np.zeros(atlas.colour.shape)
+    truth[atlas.chart] = procedural_albedo(torch.tensor(np.einsum("tk,tkc->tc", atlas.bary[atlas.chart], corners)))
+
+    def bake(min_cos: float):
+        monkeypatch.setattr(texture_mod, "_paint_texels", lambda *a, **k: copy.deepcopy(atlas))
+        return bake_texture(head.vertices, head.faces, cams, images, masks, [], replace(cfg, delit_min_cos=min_cos))
+
+    kept, refilled = bake(0.0), bake(cfg.delit_min_cos)
+    assert np.array_equal(kept.albedo_lit, refilled.albedo_lit)
+    rest = atlas.painted & ~down
+
+    def error(baked) -> float:
+        x = baked.albedo / 255.0
+        gain = (x[rest] * truth[rest]).sum(0) / (x[rest] ** 2).sum(0)  # the one gain no image can fix, from the rest
+        return float(np.abs(x[down] * gain - truth[down]).mean())
+
+    assert error(refilled) < 0.5 * error(kept), (error(refilled), error(kept))  # measured 0.039 vs 0.30
 
 
 def test_unlit_views_are_left_almost_unchanged():
@@ -439,8 +489,8 @@ def test_a_second_material_recovers_its_colour_ratio():
 
 
 def test_sweep_cases_are_harder_and_split():
-    """bench/delight_eval.py --sweep: the tune and never-tuned splits share no seed, each has keys from below and
-    behind, both colour orders of key and fill, every skin tone and hair colour, and unlit controls; a fill
+    """bench/delight_eval.py --sweep: the splits (tune, never, fresh, fourth) share no seed, each has keys from
+    below and behind, both colour orders of key and fill, every skin tone and hair colour, and unlit controls; a fill
     comes from the other side of the head."""
     import importlib.util
     import sys
@@ -454,9 +504,10 @@ def test_sweep_cases_are_harder_and_split():
     sys.modules["delight_eval"] = bench
     spec.loader.exec_module(bench)
     for fast in (False, True):
-        seeds = {split: set(bench.sweep_seeds(split, fast)) for split in ("tune", "never", "fresh")}
-        assert not seeds["tune"] & seeds["never"] and not seeds["fresh"] & (seeds["tune"] | seeds["never"])
-        for split in ("tune", "never", "fresh"):
+        splits = ("tune", "never", "fresh", "fourth")
+        seeds = {split: set(bench.sweep_seeds(split, fast)) for split in splits}
+        assert sum(len(s) for s in seeds.values()) == len(set().union(*seeds.values()))  # no seed in two splits
+        for split in splits:
             cases = bench.sweep_cases(split, fast)
             lit = [c for c in cases if c[1] is not None]
             assert len(lit) < len(cases)  # unlit controls
