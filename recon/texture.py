@@ -360,6 +360,9 @@ def bake_texture(
         log("texture: estimating the lighting and de-lighting the albedo")
         lighting, delit = _delight_atlas(atlas, cfg.delight)
     known = _delit_known(atlas, cfg) if delit is not None and lighting.varies() else atlas.painted
+    if lighting is not None:  # report.json: how much of the de-lit albedo came from the surface around it
+        refilled = float((atlas.painted & ~known).sum()) / float(atlas.painted.sum())
+        lighting.extra["grazing_refilled"] = round(refilled, 4)
     if delit is not None and np.array_equal(known, atlas.painted):
         # lit and de-lit filled together: one harmonic solve for six channels
         atlas.colour, delit = np.concatenate([atlas.colour, delit], -1), None

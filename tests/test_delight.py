@@ -197,6 +197,8 @@ def test_texels_only_grazing_views_paint_take_the_delit_albedo_around_them(monke
 
     kept, refilled = bake(0.0), bake(cfg.delit_min_cos)
     assert np.array_equal(kept.albedo_lit, refilled.albedo_lit)
+    assert kept.lighting.extra["grazing_refilled"] == 0  # report.json says how much was refilled
+    assert refilled.lighting.extra["grazing_refilled"] >= round(down.sum() / atlas.painted.sum(), 4)
     rest = atlas.painted & ~down
 
     def error(baked) -> float:
