@@ -356,7 +356,8 @@ def main() -> None:
     ap.add_argument("--texture", type=int, default=512, help="texture atlas side")
     ap.add_argument("--faces", type=int, default=40_000, help="ground-truth mesh triangles")
     ap.add_argument("--held-out", action="store_true", help="run the held-out cases (HELD_OUT_CASES) instead")
-    ap.add_argument("--sweep", choices=["tune", "never", "fresh", "fourth", "all"], help="run the sweep's split(s) instead")
+    ap.add_argument("--sweep", choices=["tune", "never", "fresh", "fourth", "all"],
+                    help="run the sweep's split(s) instead")
     ap.add_argument("--seeds", default="", help="sweep: only these seeds of the split (comma-separated)")
     ap.add_argument("--fast", action="store_true",
                     help="sweep: shade the texels directly (no render; FAST_SPLITS, more cases) instead")
