@@ -355,23 +355,21 @@ def bake_texture(
     n_chart = int(chart.sum())
     coverage = float(atlas.painted.sum()) / n_chart if n_chart else 0.0
     lighting = None
-    delit = None
     if cfg.delight.enabled and atlas.painted.sum() >= 100:
         log("texture: estimating the lighting and de-lighting the albedo")
         lighting, delit = _delight_atlas(atlas, cfg.delight)
-    known = _delit_known(atlas, cfg) if delit is not None and lighting.varies() else atlas.painted
+    known = _delit_known(atlas, cfg) if lighting is not None and lighting.varies() else atlas.painted
+    refill = not np.array_equal(known, atlas.painted)  # the de-lit albedo also refills what only grazing views saw
     if lighting is not None:  # report.json: how much of the de-lit albedo came from the surface around it
-        refilled = float((atlas.painted & ~known).sum()) / float(atlas.painted.sum())
-        lighting.extra["grazing_refilled"] = round(refilled, 4)
-    if delit is not None and np.array_equal(known, atlas.painted):
-        # lit and de-lit filled together: one harmonic solve for six channels
-        atlas.colour, delit = np.concatenate([atlas.colour, delit], -1), None
+        lighting.extra["grazing_refilled"] = round(float((atlas.painted & ~known).sum() / atlas.painted.sum()), 4)
+        if not refill:  # lit and de-lit filled together: one harmonic solve for six channels
+            atlas.colour = np.concatenate([atlas.colour, delit], -1)
     log("texture: filling unseen texels from the surface around them")
     img, n_filled = _fill_from_surface(atlas, vertices, faces)
     img = _fill_uv_nearest(img, chart if n_filled else atlas.painted)  # the gutter only, once charts are full
-    if delit is not None:  # the de-lit albedo also refills the texels only grazing views painted
-        img_delit, n_delit = _fill_from_surface(replace(atlas, colour=delit), vertices, faces, known)
-        img = np.concatenate([img, _fill_uv_nearest(img_delit, chart if n_delit else known)], -1)
+    if refill:
+        img_delit, _ = _fill_from_surface(replace(atlas, colour=delit), vertices, faces, known)
+        img = np.concatenate([img, _fill_uv_nearest(img_delit, chart)], -1)
     surface_filled = n_filled / n_chart if n_chart else 0.0
     lit = _to_uint8(img[..., :3])
     albedo = _to_uint8(img[..., 3:]) if lighting is not None else lit

@@ -23,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 LONG_FIRST = ("test_flows_server.py", "test_flows_storage.py", "test_flows.py", "test_bench_sweep.py")
 
 
-def pytest_collection_modifyitems(config, items) -> None:
+def pytest_collection_modifyitems(items) -> None:
     def rank(item) -> int:
         name = item.path.name
         return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
