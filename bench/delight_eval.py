@@ -118,14 +118,11 @@ SWEEP_HEADS = ("ada", "ben", "cleo", "dev")
 # "fresh": added after the "never" split's results had been read (so that one is no longer unseen); its fast form
 # was run once and decided the second pass's revert (bench/DELIGHT_EVAL.md), so it is not unseen either now
 # "fourth": added in session 18 before any case of it was rendered, for the next held-out check
-SWEEP_SPLITS = {"tune": range(0, 12), "never": range(1000, 1012), "fresh": range(2000, 2012),
-                "fourth": range(3000, 3012)}  # rendered: 1-3 min each
-SWEEP_UNLIT = {"tune": range(100, 102), "never": range(1100, 1102), "fresh": range(2100, 2102),
-               "fourth": range(3100, 3102)}
-FAST_SPLITS = {"tune": range(0, 40), "never": range(1000, 1040), "fresh": range(2000, 2040),
-               "fourth": range(3000, 3040)}  # --fast: seconds a case
-FAST_UNLIT = {"tune": range(100, 104), "never": range(1100, 1104), "fresh": range(2100, 2104),
-              "fourth": range(3100, 3104)}
+SPLIT_BASE = {"tune": 0, "never": 1000, "fresh": 2000, "fourth": 3000}  # a split's seeds count from its base
+SWEEP_SPLITS = {k: range(b, b + 12) for k, b in SPLIT_BASE.items()}  # rendered: 1-3 min each
+SWEEP_UNLIT = {k: range(b + 100, b + 102) for k, b in SPLIT_BASE.items()}
+FAST_SPLITS = {k: range(b, b + 40) for k, b in SPLIT_BASE.items()}  # --fast: seconds a case
+FAST_UNLIT = {k: range(b + 100, b + 104) for k, b in SPLIT_BASE.items()}
 
 
 def sweep_seeds(split: str, fast: bool = False) -> list[int]:
@@ -356,8 +353,7 @@ def main() -> None:
     ap.add_argument("--texture", type=int, default=512, help="texture atlas side")
     ap.add_argument("--faces", type=int, default=40_000, help="ground-truth mesh triangles")
     ap.add_argument("--held-out", action="store_true", help="run the held-out cases (HELD_OUT_CASES) instead")
-    ap.add_argument("--sweep", choices=["tune", "never", "fresh", "fourth", "all"],
-                    help="run the sweep's split(s) instead")
+    ap.add_argument("--sweep", choices=[*SPLIT_BASE, "all"], help="run the sweep's split(s) instead")
     ap.add_argument("--seeds", default="", help="sweep: only these seeds of the split (comma-separated)")
     ap.add_argument("--fast", action="store_true",
                     help="sweep: shade the texels directly (no render; FAST_SPLITS, more cases) instead")

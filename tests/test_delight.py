@@ -106,16 +106,20 @@ def test_delight_inverts_known_shading():
     assert (ratio.std(0) / ratio.mean(0)).max() < 0.02
 
 
-def _bake(lighting: SceneLighting | None, **texture):
+def _scene(lighting: SceneLighting | None):
+    """The procedural head rendered from three rings of 8 views: (head, cameras, images, masks, is_input)."""
     head = procedural_head(3, voxel_m=0.006, target_faces=6000)
     views = [ViewSpec(a, e, a == 0 and e == 0) for e in (0.0, 25.0, -20.0) for a in range(0, 360, 45)]
     vs = render_viewset(head, views, size=96, normal_frame="world", lighting=lighting)
     cams = cameras_from_frames(vs.frames, "cpu")
     images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
-    masks = np.stack([f.mask for f in vs.frames])
-    baked = bake_texture(head.vertices, head.faces, cams, images, masks, [f.is_input for f in vs.frames],
-                         TextureConfig(size=256, delight=DelightConfig(), **texture))
-    return baked
+    return head, cams, images, np.stack([f.mask for f in vs.frames]), [f.is_input for f in vs.frames]
+
+
+def _bake(lighting: SceneLighting | None):
+    head, cams, images, masks, is_input = _scene(lighting)
+    return bake_texture(head.vertices, head.faces, cams, images, masks, is_input,
+                        TextureConfig(size=256, delight=DelightConfig()))
 
 
 def _texel_truth(baked, size: int = 256):
@@ -170,16 +174,10 @@ def test_texels_only_grazing_views_paint_take_the_delit_albedo_around_them(monke
     from recon.synth import procedural_albedo
     from recon.synth.lighting import DirectionalLight
 
-    head = procedural_head(3, voxel_m=0.006, target_faces=6000)
     below = SceneLighting("below", (0.2, 0.2, 0.2), (DirectionalLight((0.1, -1.0, 0.3), (0.9, 0.9, 0.9)),))
-    views = [ViewSpec(a, e, a == 0 and e == 0) for e in (0.0, 25.0, -20.0) for a in range(0, 360, 45)]
-    vs = render_viewset(head, views, size=96, normal_frame="world", lighting=below)
-    cams = cameras_from_frames(vs.frames, "cpu")
-    images = torch.tensor(np.stack([f.rgb for f in vs.frames]), dtype=torch.float32) / 255.0
-    masks = np.stack([f.mask for f in vs.frames])
+    head, cams, images, masks, is_input = _scene(below)
     cfg = TextureConfig(size=256, delight=DelightConfig())
-    atlas = texture_mod._paint_texels(head.vertices, head.faces, cams, images, masks,
-                                      [f.is_input for f in vs.frames], cfg, TorchRasterizer())
+    atlas = texture_mod._paint_texels(head.vertices, head.faces, cams, images, masks, is_input, cfg, TorchRasterizer())
     # the smear: the cut end (normals down) painted by a grazing view (cos^4 ~ 1e-4) with the neck's colour beside it
     down = atlas.chart & (atlas.normal[..., 1] < -0.9)
     side = atlas.painted & (np.abs(atlas.normal[..., 1]) < 0.3)
@@ -506,7 +504,8 @@ def test_sweep_cases_are_harder_and_split():
     sys.modules["delight_eval"] = bench
     spec.loader.exec_module(bench)
     for fast in (False, True):
-        splits = ("tune", "never", "fresh", "fourth")
+        splits = tuple(bench.SPLIT_BASE)
+        assert splits == ("tune", "never", "fresh", "fourth")
         seeds = {split: set(bench.sweep_seeds(split, fast)) for split in splits}
         assert sum(len(s) for s in seeds.values()) == len(set().union(*seeds.values()))  # no seed in two splits
         for split in splits:
