@@ -17,6 +17,10 @@ Reported per lighting and region:
   slope   least-squares slope of that log ratio on n·l: how much shading is left, in log units per
           unit n·l (corr is scale-free, so a 1 % residual can still correlate; the slope says how much).
 
+Unlit grid (--unlit-grid): every sweep head x every skin/hair albedo rendered with no light at all; the de-lit
+albedo must equal the lit one (a fitted light there is invented: albedo laid out by the normal, such as light hair
+over the crown and back, taken for shading).
+
 Held-out (--held-out; never used while tuning recon/delight.py): other heads (cleo, dev), a lighting not in
 LIGHTINGS (warm key from the upper right-front, blue sky ambient), and an albedo with darker skin and dark
 hair strands over the crown and back (hair is dark *albedo*, not shadow: it must not come back brightened).
@@ -345,6 +349,33 @@ def run_sweep(split: str, heads: dict, args, cache: Path | None) -> list[dict]:
     return rows
 
 
+def run_unlit_grid(heads: dict, args, cache: Path | None) -> list[dict]:
+    """Every sweep head x every skin/hair albedo, no light: nothing may be invented (de-lit = lit)."""
+    print(f"{'head':5} {'albedo':24} {'MAE* lit':>8} {'delit':>6} {'x':>5} {'worst':>5} {'region':6} {'model':8} "
+          f"{'gain':>6}")
+    rows = []
+    for name in SWEEP_HEADS:
+        head = heads.setdefault(name, decimated(person_head(name), args.faces))
+        for albedo in (a for a in ALBEDOS if a.startswith("skin-")):
+            res = run_case(head, "unlit", args.size, args.texture, albedo, cache)
+            b, a = res["before"], res["after"]
+            ratios = {r: b[r]["mae_aligned"] / max(a[r]["mae_aligned"], 1e-9) for r in b}
+            worst = min((r for r in ratios if r != "all"), key=ratios.get)
+            light = res["lighting"] or {}
+            row = {"head": name, "albedo": albedo, "lit": b["all"]["mae_aligned"], "delit": a["all"]["mae_aligned"],
+                   "ratio": ratios["all"], "worst": ratios[worst], "worst_region": worst,
+                   "model": light.get("model_choice", "-"), "gain": light.get("light_gain")}
+            rows.append(row)
+            gain = "" if row["gain"] is None else f"{row['gain']:6.3f}"
+            print(f"{name:5} {albedo:24} {row['lit']:8.2f} {row['delit']:6.2f} {row['ratio']:5.2f} {row['worst']:5.2f} "
+                  f"{worst:6} {row['model']:8} {gain:>6}", flush=True)
+    invented = [r for r in rows if r["worst"] < 0.99]
+    print(f"# unlit grid: {len(rows)} cases, {len(invented)} made worse by de-lighting (worst region < 0.99x)"
+          + (": " + ", ".join(f"{r['head']} {r['albedo']} {r['worst']:.2f}x" for r in invented) if invented else "")
+          + f"; largest light gain {max((r['gain'] or 0.0) for r in rows):.3f}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--heads", default="ada,ben")
@@ -355,6 +386,8 @@ def main() -> None:
     ap.add_argument("--held-out", action="store_true", help="run the held-out cases (HELD_OUT_CASES) instead")
     ap.add_argument("--sweep", choices=[*SPLIT_BASE, "all"], help="run the sweep's split(s) instead")
     ap.add_argument("--seeds", default="", help="sweep: only these seeds of the split (comma-separated)")
+    ap.add_argument("--unlit-grid", action="store_true",
+                    help="run every sweep head x skin/hair albedo with no light instead (nothing may be invented)")
     ap.add_argument("--fast", action="store_true",
                     help="sweep: shade the texels directly (no render; FAST_SPLITS, more cases) instead")
     ap.add_argument("--cache", default=os.environ.get("DELIGHT_EVAL_CACHE",
@@ -364,12 +397,17 @@ def main() -> None:
     cache = Path(args.cache) if args.cache else None
     torch.set_num_threads(max(1, torch.get_num_threads()))
     mode = "; HELD-OUT cases" if args.held_out else f"; SWEEP {args.sweep}" if args.sweep else ""
+    mode += "; UNLIT GRID" if args.unlit_grid else ""
     mode += " (fast: shaded in texel space)" if args.sweep and args.fast else ""
     print(f"# delight_eval: {platform.node()} {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads; 24 views at {args.size} px, "
           f"{args.texture} px atlas, GT mesh {args.faces} faces" + mode)
     heads: dict[str, GroundTruthHead] = {}
     t_all = time.perf_counter()
+    if args.unlit_grid:
+        run_unlit_grid(heads, args, cache)
+        print(f"# wall time {time.perf_counter() - t_all:.0f} s")
+        return
     if args.sweep:
         rows = []
         for split in (["tune", "never"] if args.sweep == "all" else [args.sweep]):
