@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from align.image import warp_minified
 from align.mediapipe_models import MODELS, ensure_models, find_models, interpreter, run
 from align.template import PoseFit, template_points
 
@@ -44,7 +45,16 @@ _FIT = {
 FIT_PARTS = (*_FIT, "eye_l", "eye_r")
 MIN_PRESENCE = 0.5
 MIN_MEAN_PRESENCE = 0.25  # and the two passes' mean at least this
-TRACKING_STEPS = 6  # ROI updates from the mesh after the detector's ROI
+# ROI updates from the mesh after the detector's ROI (MediaPipe's tracking loop): until the ROI settles (centre and
+# side within 0.5 % of the side, turn within 0.5 deg of the previous ROI), at most TRACKING_STEPS; then AVERAGED
+# more steps whose points are averaged. Six fixed steps left a 30 deg turned head's ROI still growing (243 -> 289 px
+# of a converged 296), so its crop depended on the detector's first box (a padded photo moved it by 2.8 % of 512);
+# and at the settled ROI the mesh still moves by ~1 px and 0.3 deg from one step to the next, so any single step's
+# points carry that jitter into the crop.
+TRACKING_STEPS = 20
+AVERAGED = 4
+SETTLED = 0.005
+SETTLED_DEG = 0.5
 
 
 # Named points: mesh index, or a contour whose mean is the point; and each one's mirror image.
@@ -134,7 +144,7 @@ class FaceMesh:
         import cv2
 
         M = roi_matrix(centre, size, angle)
-        crop = cv2.warpAffine(rgb, M, (INPUT, INPUT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = warp_minified(rgb, M, INPUT)
         if mirror:
             crop = crop[:, ::-1]
         x = (crop.astype(np.float32) / 255.0)[None]
@@ -151,9 +161,10 @@ class FaceMesh:
     def __call__(self, rgb: np.ndarray, box: np.ndarray, eyes: np.ndarray) -> MeshResult | None:
         """Mesh of the face in `box` (x0, y0, x1, y1) whose eye centres (image-left, image-right) are `eyes`.
 
-        The final pass runs on the ROI and on its mirror image and averages the named points (left and right
-        swapped for the mirror), so a mirrored photo gives the mirrored framing, not the model's own bias.
-        None when the model says there is no face in the ROI (both passes' presence < 0.5, or their mean < 0.25).
+        Every pass runs on the ROI and on its mirror image and averages the named points (left and right
+        swapped for the mirror), so a mirrored photo gives the mirrored framing, not the model's own bias; the
+        last AVERAGED steps' points are averaged too (the settled ROI's jitter). None when the model says there is
+        no face in the ROI (no pass's presence >= 0.5, or their mean < 0.25).
         """
         box = np.asarray(box, np.float64)
         eyes = np.asarray(eyes, np.float64)
@@ -161,23 +172,38 @@ class FaceMesh:
         angle = float(np.arctan2(d[1], d[0]))
         centre = 0.5 * (box[:2] + box[2:])
         size = ROI_SCALE * float(max(box[2] - box[0], box[3] - box[1]))
-        for step in range(TRACKING_STEPS + 1):  # then the tracking ROI: from the mesh itself, as MediaPipe's loop does
+        passes: list[tuple[np.ndarray, np.ndarray, float, float]] = []  # the averaged steps (direct, mirrored)
+        settled_at = None
+        for step in range(TRACKING_STEPS + AVERAGED):  # the tracking ROI: from the mesh itself, as MediaPipe's loop
             pts, presence = self._pass(rgb, centre, size, angle)
             mirrored, presence_m = self._pass(rgb, centre, size, angle, mirror=True)
-            if step < TRACKING_STEPS:
-                rois = (_roi(pts, 33, 263), _roi(mirrored, 263, 33))
-                centre = 0.5 * (rois[0][0] + rois[1][0])
-                size = 0.5 * (rois[0][1] + rois[1][1])
-                angle = float(np.arctan2(sum(np.sin(r[2]) for r in rois), sum(np.cos(r[2]) for r in rois)))
+            if settled_at is not None or step >= TRACKING_STEPS:
+                passes.append((pts, mirrored, presence, presence_m))
+                if len(passes) == AVERAGED:
+                    break
+            rois = (_roi(pts, 33, 263), _roi(mirrored, 263, 33))
+            new_centre = 0.5 * (rois[0][0] + rois[1][0])
+            new_size = 0.5 * (rois[0][1] + rois[1][1])
+            new_angle = float(np.arctan2(sum(np.sin(r[2]) for r in rois), sum(np.cos(r[2]) for r in rois)))
+            if settled_at is None and (
+                np.linalg.norm(new_centre - centre) < SETTLED * size
+                and abs(new_size - size) < SETTLED * size
+                and abs(np.degrees(np.angle(np.exp(1j * (new_angle - angle))))) < SETTLED_DEG
+            ):
+                settled_at = step
+            centre, size, angle = new_centre, new_size, new_angle
         # Either pass (flip-symmetric), with the mean as a sanity bound: on faces turned 45 deg one pass may say
         # 0.22 and its mirror 0.78 (the other way round on the flipped photo); requiring both dropped such faces
         # and switched the framing method between a photo and its mirror or padded copy.
-        passes = (presence, presence_m)
-        presence = 0.5 * (presence + presence_m)
-        if max(passes) < MIN_PRESENCE or presence < MIN_MEAN_PRESENCE:
+        best = max(max(p[2], p[3]) for p in passes)
+        presence = float(np.mean([0.5 * (p[2] + p[3]) for p in passes]))
+        if best < MIN_PRESENCE or presence < MIN_MEAN_PRESENCE:
             return None
-        direct, other = named_points(pts), named_points(mirrored)
-        named = {n: 0.5 * (direct[n] + other[_MIRROR.get(n, n)]) for n in direct}
+        named: dict[str, np.ndarray] = {}
+        for pts, mirrored, _, _ in passes:
+            direct, other = named_points(pts), named_points(mirrored)
+            for n in direct:
+                named[n] = named.get(n, 0.0) + (direct[n] + other[_MIRROR.get(n, n)]) / (2 * len(passes))
         fit = np.stack([named[n] for n in FIT_PARTS])
         return MeshResult(points=pts, named=named, presence=presence, pose=pose_from_mesh(fit))
 

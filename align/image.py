@@ -210,3 +210,33 @@ def load_image(source: str | os.PathLike[str] | np.ndarray) -> SourceImage:
             "re-export or re-copy the photo"
         ) from None
     return SourceImage(rgb=rgb, sha256=digest, name=path.name)
+
+
+def warp_minified(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """cv2.warpAffine onto a `size` square with zero borders, averaging the source pixels each output pixel
+    covers when the map shrinks the photo (INTER_AREA first, then bilinear at about 1:1).
+
+    Bilinear sampling alone reads one source pixel in k at a k:1 reduction, so a model's input, and the
+    landmarks it gives, changed with the photo's resolution (aliasing), not with the face.
+    """
+    import cv2
+
+    matrix = np.asarray(matrix, np.float64)
+    k = math.sqrt(abs(float(np.linalg.det(matrix[:, :2]))))  # output px per source px
+    warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if k >= 0.75:
+        return cv2.warpAffine(rgb, matrix, (size, size), **warp)
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    h, w = rgb.shape[:2]
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return cv2.warpAffine(rgb, matrix, (size, size), **warp)
+    out_w, out_h = max(2, round((x1 - x0) * k)), max(2, round((y1 - y0) * k))
+    small = cv2.resize(rgb[y0:y1, x0:x1], (out_w, out_h), interpolation=cv2.INTER_AREA)
+    s = np.array([out_w / (x1 - x0), out_h / (y1 - y0)])
+    # a pixel centre q of `small` is the source point (q + 0.5) / s - 0.5 + (x0, y0)
+    linear = matrix[:, :2] / s[None, :]
+    offset = matrix[:, :2] @ (0.5 / s - 0.5 + np.array([x0, y0])) + matrix[:, 2]
+    return cv2.warpAffine(small, np.concatenate([linear, offset[:, None]], 1), (size, size), **warp)

@@ -92,3 +92,31 @@ def test_unreadable_files_say_why(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
     with pytest.raises(ImageReadError, match="cut.jpg: not a readable image"):
         load_image(tmp_path / "cut.jpg")
+
+
+def test_warp_minified_averages_what_bilinear_sampling_aliases():
+    """A 4:1 rotated reduction of 1-px stripes is their mean (bilinear alone reads single stripes), a smooth ramp
+    lands where the affine map says (pixel centres kept), and the photo at half resolution gives the same input."""
+    import cv2
+
+    from align.facemesh import roi_matrix
+    from align.image import warp_minified
+
+    stripes = np.zeros((800, 800, 3), np.uint8)
+    stripes[:, ::2] = 255
+    m = roi_matrix(np.array([400.0, 400.0]), 768.0, 0.3)  # 768 px square -> 192 px, turned 0.3 rad
+    inner = (slice(20, 172), slice(20, 172))
+    assert np.abs(warp_minified(stripes, m, 192)[inner].astype(float) - 127.5).max() < 8
+    assert np.abs(cv2.warpAffine(stripes, m, (192, 192)).astype(float)[inner] - 127.5).max() > 60
+    ramp = np.repeat(np.repeat(np.linspace(0, 255, 800)[None, :, None], 800, 0), 3, 2).astype(np.uint8)
+    out = warp_minified(ramp, m, 192)[..., 0].astype(float)
+    inverse = cv2.invertAffineTransform(m)
+    q = np.stack(np.meshgrid(np.arange(192.0), np.arange(192.0)), -1)
+    expected = (q @ inverse[:, :2].T + inverse[:, 2])[..., 0] * 255 / 799
+    assert np.abs(out - expected)[inner].max() < 1.5
+    photo = np.random.default_rng(0).integers(0, 256, (800, 800, 3)).astype(np.uint8)
+    photo = cv2.GaussianBlur(photo, (0, 0), 3)
+    half = cv2.resize(photo, (400, 400), interpolation=cv2.INTER_AREA)
+    m_half = roi_matrix(np.array([199.75, 199.75]), 384.0, 0.3)
+    diff = warp_minified(photo, m, 192).astype(float) - warp_minified(half, m_half, 192).astype(float)
+    assert np.abs(diff[inner]).mean() < 1.0
