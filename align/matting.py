@@ -97,3 +97,29 @@ def composite_white(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     m = mask.astype(np.float32)[..., None] / 255.0
     out = crop.astype(np.float32) * m + 255.0 * (1.0 - m)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def top_edge_contact(mask: np.ndarray, keypoints_crop: np.ndarray) -> int:
+    """Pixels of the crop's top row that the matte (alpha > 127) covers between the ears (the eye span widened
+    by one eye distance each side): > 0 means the head's matte runs on above the frame.
+
+    The release's framing is fixed by the face, so voluminous hair, a hat or raised hands can reach past it;
+    the views stage then invents what was cut. Shoulders and background at the sides do not count.
+    """
+    eyes = np.asarray(keypoints_crop, np.float64)[:2]
+    d = float(np.linalg.norm(eyes[1] - eyes[0]))
+    width = mask.shape[1]
+    x0 = int(np.clip(np.floor(eyes[:, 0].min() - d), 0, width - 1))
+    x1 = int(np.clip(np.ceil(eyes[:, 0].max() + d), 0, width - 1))
+    return int((np.asarray(mask)[0, x0 : x1 + 1] > 127).sum())
+
+
+def top_edge_warning(contact_px: int, width: int) -> str:
+    """face.json / report.json warning for a matte that reaches the top edge ('' when it does not)."""
+    if contact_px <= 0:
+        return ""
+    return (
+        f"the matte reaches the crop's top edge across {contact_px} px of {width} between the ears: hair, headwear "
+        "or something touching the head continues above the frame (the model's framing is set by the face and cuts "
+        "it), so the generated views guess what lies above it: check the top of the head"
+    )

@@ -30,7 +30,7 @@ from align.geometry import (
     refine_quad,
 )
 from align.image import load_image
-from align.matting import composite_white, grabcut_mask
+from align.matting import composite_white, grabcut_mask, top_edge_contact, top_edge_warning
 from align.offline import OfflineConfig
 from align.template import fit_pose, level_pitch
 from align.weights import find_tddfa_weights, require_align_weights, require_tddfa_weights
@@ -375,6 +375,9 @@ class Aligner:
         ]
         mask, matting, matting_note = self._mask(crop, kps_crop, others_crop)
         crop_white = composite_white(crop, mask)
+        top_contact = top_edge_contact(mask, kps_crop)
+        if top_contact:
+            warnings.append(top_edge_warning(top_contact, mask.shape[1]))
         if matting == "grabcut" and config.matting == "auto":
             warnings.append(GRABCUT_WARNING)
             log.warning("%s", GRABCUT_WARNING)
@@ -411,6 +414,7 @@ class Aligner:
             "ffhq_quad_px": quad.corners.round(3).tolist(),
             "final_quad_px": refinement.quad.corners.round(3).tolist(),
             "outside_fraction": round(outside, 4),
+            "matte_top_edge_px": top_contact,
             "refinement": {
                 "method": refined_by,
                 "s": refinement.s,

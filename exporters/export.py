@@ -466,6 +466,8 @@ def export_asset(
             "synthetic": synthetic,
             **({"warning": warning} if synthetic else {}),
             "provenance": provenance,
+            # what the alignment lost (a GrabCut matte, hair cut by the frame): top level, for a TD to filter on
+            "alignment_warnings": list(provenance.get("alignment_warnings") or []),
             # None: no record of the weights used (an older or hand-made mesh); False: some are non-commercial
             **licence_summary,
             "source": source_info,

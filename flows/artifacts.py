@@ -142,6 +142,9 @@ def views_artifact(views: ViewsRecord, inline: bool = True) -> None:
         else:  # a ViewSet written by another tool: the angles are optional hints
             labels.append(f"view {i}")
     banner = "**SYNTHETIC views (procedural head, the photo was not used)**\n\n" if views.synthetic else ""
+    generation = meta.get("generation") if isinstance(meta.get("generation"), dict) else {}
+    warnings = [w for w in generation.get("alignment_warnings") or [] if isinstance(w, str)]
+    banner += "".join(f"**Alignment warning:** {_cell(w, 400)}\n\n" for w in warnings)
     sheet = views_sheet(views)
     image = _image_md(sheet, "views", SHEET_COLUMNS * THUMB_PX, inline) + "\n\n" if sheet else ""
     create_markdown_artifact(

@@ -265,23 +265,26 @@ def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str, aligne
         "note": SYNTHETIC_NOTE,
         "num_views": params.num_views,
         "pitch_rings_deg": list(params.pitch_rings_deg),
-        # the photo was aligned for real: its models' licences still travel to report.json and the GLB
-        "licences": _aligned_licences(aligned_dir),
+        # the photo was aligned for real: its models' licences and warnings still travel to report.json and the GLB
+        "licences": _aligned_backend_list(aligned_dir, "licences", dict),
     }
+    warnings = _aligned_backend_list(aligned_dir, "warnings", str)
+    if warnings:
+        vs.generation["alignment_warnings"] = warnings
     write_viewset(views_dir, vs)
     return len(specs)
 
 
-def _aligned_licences(aligned_dir: Path | None) -> list[dict[str, Any]]:
-    """The licence records face.json lists for the models that aligned the photo ([] when there is none)."""
+def _aligned_backend_list(aligned_dir: Path | None, key: str, kind: type) -> list[Any]:
+    """face.json's backend list `key` (licence records, warnings), its entries of type `kind` ([] when none)."""
     import json
 
     try:
         face = json.loads((aligned_dir / "face.json").read_text("utf-8")) if aligned_dir is not None else {}
     except (OSError, ValueError):
         return []
-    records = (face.get("backend") or {}).get("licences") if isinstance(face, dict) else None
-    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+    items = (face.get("backend") or {}).get(key) if isinstance(face, dict) else None
+    return [r for r in items if isinstance(r, kind)] if isinstance(items, list) else []
 
 
 def _spinmeround_viewset(

@@ -213,6 +213,9 @@ def _generate_and_write(
     )
     generation = _generation_record(config, pipe, result, face, id_source, report, tiny_random, device)
     generation["licences"] = _licences_used(weights_dir, face, tiny_random, recogniser is not None)
+    warnings = (getattr(face, "backend", None) or {}).get("warnings")
+    if isinstance(warnings, list) and warnings:  # what the alignment lost (GrabCut matte, hair cut by the frame)
+        generation["alignment_warnings"] = [str(w) for w in warnings]
     vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
     validate_viewset(vs, str(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)

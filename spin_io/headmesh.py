@@ -57,6 +57,9 @@ def provenance_from_generation(generation: dict[str, Any] | None) -> dict[str, A
     licences = gen.get("licences")
     if isinstance(licences, list):
         out["licences"] = [dict(r) for r in licences if isinstance(r, dict)]
+    warnings = gen.get("alignment_warnings")
+    if isinstance(warnings, list) and warnings:  # face.json's, so report.json says what the crop lost
+        out["alignment_warnings"] = [str(w) for w in warnings if isinstance(w, str) and w]
     return out
 
 

@@ -164,3 +164,18 @@ def test_border_blending_only_where_the_quad_leaves_the_image():
     rough_in = np.abs(np.diff(crop_in[:, :40].astype(float), axis=1)).mean()
     rough_out = np.abs(np.diff(crop_out[:, :40].astype(float), axis=1)).mean()
     assert rough_out < 0.5 * rough_in
+
+
+def test_top_edge_contact_counts_the_head_between_the_ears_only():
+    """The crown check: top-row matte pixels within the eye span +- one eye distance; shoulders or background
+    touching the top corners do not count, and no contact gives no warning."""
+    from align.matting import top_edge_contact, top_edge_warning
+
+    kps = np.array([[200.0, 260], [312, 260], [256, 320], [220, 380], [292, 380]])  # eye distance 112
+    mask = np.zeros((512, 512), np.uint8)
+    mask[0, :60] = mask[0, 470:] = 255  # outside 88..424
+    assert top_edge_contact(mask, kps) == 0 and top_edge_warning(0, 512) == ""
+    mask[0, 150:250] = 200
+    mask[0, 250:260] = 100  # alpha <= 127: not the head
+    assert top_edge_contact(mask, kps) == 100
+    assert "100 px of 512" in top_edge_warning(100, 512)

@@ -155,6 +155,27 @@ def test_selfie_matte_is_soft_keeps_the_hair_and_drops_the_background(face):
     assert np.all(aligned.crop[soft] >= np.floor(255 * (1 - m[soft]) - 1))
 
 
+def test_hair_cut_by_the_frame_is_recorded_as_a_warning(mesh_aligner, face, astronaut, tmp_path):
+    """A tall hairdo (the astronaut's hair stretched upward 2.2x, the photo padded above so the head stays inside
+    it) runs past the crop's top edge: the framing, set by the face, does not move, and face.json says the top of
+    the head was cut (the views will guess it) instead of passing silently."""
+    plain, _ = face
+    assert plain.extra["matte_top_edge_px"] == 0
+    padded = np.concatenate([np.full((200, 512, 3), (200, 200, 210), np.uint8), astronaut], 0)
+    tall = padded.copy()
+    brow = 262  # the padded photo's row above which the hair is
+    for y in range(brow):
+        tall[y] = padded[int(round(brow - (brow - y) / 2.2))]
+    aligned = mesh_aligner.align(tall, tmp_path / "tall")
+    info = json.loads((tmp_path / "tall" / "face.json").read_text())
+    assert info["extra"]["matte_top_edge_px"] > 100
+    (warning,) = info["backend"]["warnings"]
+    assert "top edge" in warning and f"{info['extra']['matte_top_edge_px']} px" in warning
+    reference = mesh_aligner.align(padded)
+    shift = np.abs(aligned.crop_transform[:, 2] - reference.crop_transform[:, 2]).max()
+    assert shift < 0.02 * 512 and "warnings" not in reference.backend
+
+
 def test_grabcut_fallback_is_recorded_as_a_warning(astronaut, tmp_path, monkeypatch):
     from align import pipeline
     from align.selfie import SelfieMatting

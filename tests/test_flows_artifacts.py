@@ -96,6 +96,17 @@ def test_one_head_stores_a_few_kb_and_links_image_files_that_exist(tmp_path, rec
     assert _linked_files(turntable_md) == [from_uri(asset.preview_uri)]
 
 
+def test_the_views_artifact_shows_what_the_alignment_lost(tmp_path, recorder):
+    """face.json's warnings (carried in transforms.json's generation) are shown above the views in the UI."""
+    views = write_views(tmp_path / "astro-1234abcd", n=2)
+    path = from_uri(views.dir_uri) / "transforms.json"
+    meta = json.loads(path.read_text())
+    meta["generation"] = {"alignment_warnings": ["the matte reaches the crop's top edge across 40 px", None]}
+    path.write_text(json.dumps(meta))
+    artifacts.views_artifact(views, inline=False)
+    assert recorder.stored[0].count("**Alignment warning:**") == 1 and "top edge across 40 px" in recorder.stored[0]
+
+
 def test_a_cached_stage_stores_links_only_and_writes_no_image_again(tmp_path, recorder):
     work = tmp_path / "astro-1234abcd"
     views, asset = write_views(work), write_asset(work)

@@ -434,9 +434,13 @@ def test_the_form_can_ask_for_usd_and_the_synthetic_demo_keeps_the_align_licence
     aligned = tmp_path / "aligned"
     aligned.mkdir()
     record = {"name": "dlib5", "licence": "public domain", "commercial_use": True}
-    (aligned / "face.json").write_text(_json.dumps({"backend": {"licences": [record]}}))
-    assert stages._aligned_licences(aligned) == [record]
-    assert stages._aligned_licences(None) == [] and stages._aligned_licences(tmp_path / "nowhere") == []
+    warning = "the matte reaches the crop's top edge"
+    (aligned / "face.json").write_text(_json.dumps({"backend": {"licences": [record, "junk"],
+                                                                "warnings": [warning, 3]}}))
+    assert stages._aligned_backend_list(aligned, "licences", dict) == [record]
+    assert stages._aligned_backend_list(aligned, "warnings", str) == [warning]
+    assert stages._aligned_backend_list(None, "licences", dict) == []
+    assert stages._aligned_backend_list(tmp_path / "nowhere", "warnings", str) == []
 
 
 # ---------------------------------------------------------------- issue 16 item 6: dead runs are detectable

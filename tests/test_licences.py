@@ -41,3 +41,14 @@ def test_commercial_weights_and_unknown_provenance(tmp_path):
     assert report["commercial_use"] is True
     unknown = json.loads(_export(tmp_path / "b", None).files["report"].read_text())
     assert unknown["licences"] == [] and unknown["commercial_use"] is None  # no record: never claimed
+
+
+def test_alignment_warnings_reach_the_report(tmp_path):
+    """face.json's warnings, carried in ViewSet.generation, are listed at the top of report.json (a TD filters on
+    them); junk entries are dropped, and a head without any has an empty list, never a missing key."""
+    warning = "matting fell back to GrabCut"
+    result = _export(tmp_path / "a", {"alignment_warnings": [warning, 7, ""]})
+    report = json.loads(result.files["report"].read_text())
+    assert report["alignment_warnings"] == [warning] == report["provenance"]["alignment_warnings"]
+    clean = json.loads(_export(tmp_path / "b", {"licences": []}).files["report"].read_text())
+    assert clean["alignment_warnings"] == [] and "alignment_warnings" not in clean["provenance"]

@@ -81,6 +81,18 @@ def test_aligned_folder_to_viewset(aligned, tmp_path, stand_in):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # no temporary left behind
 
 
+def test_alignment_warnings_travel_into_the_viewset(tmp_path, stand_in):
+    """face.json's warnings (a GrabCut matte, hair cut by the frame) reach transforms.json's generation, from where
+    recon and the exporter carry them to report.json; a face without warnings adds none."""
+    face = _face(random_identity(3))
+    warning = "the matte reaches the crop's top edge across 40 px of 512 between the ears"
+    face.backend = {**face.backend, "warnings": [warning]}
+    vs = read_viewset(generate_viewset(write_aligned(tmp_path / "a", face), tmp_path / "views", CONFIG))
+    assert vs.generation["alignment_warnings"] == [warning]
+    plain = write_aligned(tmp_path / "b", _face(random_identity(3)))
+    assert "alignment_warnings" not in read_viewset(generate_viewset(plain, tmp_path / "v2", CONFIG)).generation
+
+
 def test_rerun_replaces_the_whole_folder(aligned, tmp_path, stand_in):
     out = tmp_path / "views"
     generate_viewset(aligned, out, CONFIG)
