@@ -99,6 +99,8 @@ def _handle(args: argparse.Namespace) -> int:
         f"aligned face {face.face_index} of {len(face.detector_scores)} with {face.backend['name']} "
         f"(yaw {pose['yaw_deg']:.0f}, pitch {pose['pitch_deg']:.0f}, roll {pose['roll_deg']:.0f} deg) -> {args.output}"
     )
+    for warning in face.backend.get("warnings", []):  # also in face.json, and later in report.json
+        print(f"warning: {warning}", file=sys.stderr)
     if face.arcface is None:
         print(f"note: no arcface.npy: {face.identity_note}", file=sys.stderr)
     return 0

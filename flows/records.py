@@ -48,6 +48,7 @@ class AlignedRecord(_Record):
     backend: str
     has_identity: bool
     head_pose: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list, description="face.json's warnings: what the alignment lost.")
 
 
 class ViewsRecord(_Record):

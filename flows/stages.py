@@ -240,6 +240,7 @@ def run_align(
         backend=str(face.backend.get("name", params.backend)),
         has_identity=face.arcface is not None,
         head_pose={k: float(v) for k, v in face.head_pose.items()},
+        warnings=[str(w) for w in face.backend.get("warnings", [])],
     )
 
 

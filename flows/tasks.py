@@ -96,9 +96,13 @@ def align_task(
 
             local = storage.fetch_photo(photo.uri, from_uri(photo.work_uri).parent, photo.sha256)
             photo = photo.model_copy(update={"uri": to_uri(local)})
-        return stages.run_align(photo, params, weights)
-    record = stages.run_align(storage.localise_photo(photo, scratch), params, weights)
-    return storage.publish(record, scratch, photo.work_uri)
+        record = stages.run_align(photo, params, weights)
+    else:
+        record = storage.publish(stages.run_align(storage.localise_photo(photo, scratch), params, weights), scratch,
+                                 photo.work_uri)
+    for warning in record.warnings:  # also in face.json, the views artifact and report.json
+        get_run_logger().warning("%s: %s", record.photo_id, warning)
+    return record
 
 
 @task(name="views", task_run_name="views {aligned.photo_id}", tags=["spin-to-mesh", "gpu"], **_COMMON)

@@ -27,6 +27,21 @@ def test_align_command_writes_the_contract(tmp_path, capsys, monkeypatch):
     assert face.backend["name"] == "offline"
     out = capsys.readouterr()
     assert "aligned face 0 of 1" in out.out and "no arcface.npy" in out.err
+    assert "warning:" not in out.err
+
+
+def test_align_command_prints_what_the_alignment_lost(tmp_path, capsys, monkeypatch):
+    """face.json's warnings are printed too (a GrabCut fallback here), not only written where nobody looks."""
+    from align import pipeline
+    from align.selfie import SelfieMatting
+
+    monkeypatch.delenv("SMR_WEIGHTS", raising=False)
+    monkeypatch.setattr(SelfieMatting, "available", classmethod(lambda cls: False))
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    args = _parse(["align", str(photo), "-o", str(tmp_path / "aligned"), "--backend", "offline"])
+    assert args.func(args) == 0
+    assert f"warning: {pipeline.GRABCUT_WARNING}\n" in capsys.readouterr().err
 
 
 def test_align_command_no_face(tmp_path):

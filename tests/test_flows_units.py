@@ -406,6 +406,29 @@ def test_a_photo_failing_in_align_leaves_no_empty_folder(tmp_path):
     assert not work.exists()
 
 
+def test_the_align_record_carries_face_jsons_warnings(tmp_path, monkeypatch):
+    """What the alignment lost (a GrabCut matte, hair cut by the frame) is in the stage's record, which the align
+    task logs to the Prefect run, as well as in face.json."""
+    from types import SimpleNamespace
+
+    from flows.params import AlignParams
+
+    warning = "the matte reaches the crop's top edge across 40 px of 512 between the ears"
+
+    class Aligner:
+        def align(self, path, out, face_index=None):
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "face.json").write_text("{}")
+            return SimpleNamespace(backend={"name": "offline", "warnings": [warning]}, arcface=None,
+                                   head_pose={"yaw_deg": 1.0})
+
+    monkeypatch.setattr(stages, "loaded_aligner", lambda *a: Aligner())
+    monkeypatch.delenv("SMR_WEIGHTS", raising=False)
+    photo = PhotoRecord(photo_id="p", uri=to_uri(tmp_path / "p.jpg"), sha256="0" * 64, work_uri=to_uri(tmp_path))
+    record = stages.run_align(photo, AlignParams(backend="offline"))
+    assert record.warnings == [warning] and record.backend == "offline"
+
+
 def test_the_form_offers_the_alignment_models_and_no_silent_face_choice():
     params = AlignParams(matting="selfie", refinement="facemesh", landmarks="facemesh")
     assert params.face_index is None  # several faces of similar size are refused unless the form picks one
