@@ -137,26 +137,27 @@ class FaceMesh:
 
         return litert_available() and find_models(["mediapipe-face-landmark"]) is not None
 
-    def _pass(
-        self, rgb: np.ndarray, centre: np.ndarray, size: float, angle: float, mirror: bool = False
-    ) -> tuple[np.ndarray, float]:
-        """One model run on the ROI; `mirror` runs it on the mirrored ROI and maps x back (indices stay mirrored)."""
+    def _passes(
+        self, rgb: np.ndarray, centre: np.ndarray, size: float, angle: float
+    ) -> tuple[np.ndarray, float, np.ndarray, float]:
+        """The model on the ROI and on its mirror image (x mapped back, indices stay mirrored), from one warp:
+        (points, presence, mirrored points, presence)."""
         import cv2
 
         M = roi_matrix(centre, size, angle)
         crop = warp_minified(rgb, M, INPUT)
-        if mirror:
-            crop = crop[:, ::-1]
-        x = (crop.astype(np.float32) / 255.0)[None]
-        raw, flag = run(self._it, np.ascontiguousarray(x))
-        pts = raw.reshape(468, 3).astype(np.float64)
-        if mirror:
-            pts[:, 0] = INPUT - 1 - pts[:, 0]
         Minv = cv2.invertAffineTransform(M)
-        xy = pts[:, :2] @ Minv[:, :2].T + Minv[:, 2]
-        z = pts[:, 2] * (size / INPUT)
-        presence = float(1.0 / (1.0 + np.exp(-float(np.ravel(flag)[0]))))
-        return np.concatenate([xy, z[:, None]], axis=1), presence
+        out: list = []
+        for mirror in (False, True):
+            x = ((crop[:, ::-1] if mirror else crop).astype(np.float32) / 255.0)[None]
+            raw, flag = run(self._it, np.ascontiguousarray(x))
+            pts = raw.reshape(468, 3).astype(np.float64)
+            if mirror:
+                pts[:, 0] = INPUT - 1 - pts[:, 0]
+            xy = pts[:, :2] @ Minv[:, :2].T + Minv[:, 2]
+            z = pts[:, 2] * (size / INPUT)
+            out += [np.concatenate([xy, z[:, None]], axis=1), float(1.0 / (1.0 + np.exp(-float(np.ravel(flag)[0]))))]
+        return out[0], out[1], out[2], out[3]
 
     def __call__(self, rgb: np.ndarray, box: np.ndarray, eyes: np.ndarray) -> MeshResult | None:
         """Mesh of the face in `box` (x0, y0, x1, y1) whose eye centres (image-left, image-right) are `eyes`.
@@ -175,8 +176,7 @@ class FaceMesh:
         passes: list[tuple[np.ndarray, np.ndarray, float, float]] = []  # the averaged steps (direct, mirrored)
         settled_at = None
         for step in range(TRACKING_STEPS + AVERAGED):  # the tracking ROI: from the mesh itself, as MediaPipe's loop
-            pts, presence = self._pass(rgb, centre, size, angle)
-            mirrored, presence_m = self._pass(rgb, centre, size, angle, mirror=True)
+            pts, presence, mirrored, presence_m = self._passes(rgb, centre, size, angle)
             if settled_at is not None or step >= TRACKING_STEPS:
                 passes.append((pts, mirrored, presence, presence_m))
                 if len(passes) == AVERAGED:

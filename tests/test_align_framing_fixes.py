@@ -124,13 +124,13 @@ def test_a_photo_without_a_face_is_refused_without_the_slow_cnn(aligner):
 
 def test_presence_gate_uses_the_mean_of_the_direct_and_mirrored_passes(aligner, astronaut, monkeypatch):
     mesh: FaceMesh = aligner.mesh
-    real = FaceMesh._pass
+    real = FaceMesh._passes
 
-    def lopsided(self, rgb, centre, size, angle, mirror=False):
-        pts, _ = real(self, rgb, centre, size, angle, mirror)
-        return pts, (0.998 if mirror else 0.30)  # measured on a 45 deg render
+    def lopsided(self, rgb, centre, size, angle):
+        pts, _, mirrored, _ = real(self, rgb, centre, size, angle)
+        return pts, 0.30, mirrored, 0.998  # measured on a 45 deg render
 
-    monkeypatch.setattr(FaceMesh, "_pass", lopsided)
+    monkeypatch.setattr(FaceMesh, "_passes", lopsided)
     det = aligner.face_backend.detect(astronaut)[0]
     result = mesh(astronaut, det.box, det.keypoints[:2])
     assert result is not None and result.presence == pytest.approx(0.649)
