@@ -7,7 +7,6 @@ records which ones produced the result.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
     from align.selfie import SelfieMatting
     from align.tddfa import ReleaseRefiner
 
-log = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "antelopev2", "offline"]
 MattingName = Literal["auto", "bisenet", "selfie", "grabcut"]
@@ -380,7 +378,6 @@ class Aligner:
             warnings.append(top_edge_warning(top_contact, mask.shape[1]))
         if matting == "grabcut" and config.matting == "auto":
             warnings.append(GRABCUT_WARNING)
-            log.warning("%s", GRABCUT_WARNING)
 
         embedding = face_backend.embed(crop_white)
         if embedding is None and face_backend.name == "antelopev2":
@@ -403,7 +400,7 @@ class Aligner:
         if matting_note:
             backend_info["matting_note"] = matting_note
         backend_info["framing"] = {**framing, "pose": _POSE_SOURCES[refined_by]}
-        if warnings:
+        if warnings:  # data, not log lines: `align` prints them, the flows log them, report.json lists them
             backend_info["warnings"] = warnings
         backend_info["licences"] = _licences_used(self.root, backend_info, matting, refined_by) + _mediapipe_licences(
             mesh_result is not None, matting, str(det.extra.get("detector", ""))
@@ -495,7 +492,6 @@ class Aligner:
                 f"{MESH_MIN_MEAN}): framed from "
                 f"{framing['keypoints_model']}'s landmarks and the 2-D template fit (pitch not measured) instead"
             )
-            log.warning("%s", warning)
             return keypoints, framing, None, [warning]
         landmarks = self.config.offline.landmarks
         if backend.name == "offline" and (landmarks == "facemesh" or (landmarks == "dlib5" and
