@@ -140,24 +140,24 @@ class FaceMesh:
     def _passes(
         self, rgb: np.ndarray, centre: np.ndarray, size: float, angle: float
     ) -> tuple[np.ndarray, float, np.ndarray, float]:
-        """The model on the ROI and on its mirror image (x mapped back, indices stay mirrored), from one warp:
-        (points, presence, mirrored points, presence)."""
+        """The model on the ROI and on its mirror image, from one warp: (points, presence, mirrored points,
+        presence); the mirrored run's x is mapped back (its indices stay mirrored)."""
         import cv2
 
         M = roi_matrix(centre, size, angle)
         crop = warp_minified(rgb, M, INPUT)
         Minv = cv2.invertAffineTransform(M)
-        out: list = []
-        for mirror in (False, True):
-            x = ((crop[:, ::-1] if mirror else crop).astype(np.float32) / 255.0)[None]
-            raw, flag = run(self._it, np.ascontiguousarray(x))
-            pts = raw.reshape(468, 3).astype(np.float64)
-            if mirror:
-                pts[:, 0] = INPUT - 1 - pts[:, 0]
-            xy = pts[:, :2] @ Minv[:, :2].T + Minv[:, 2]
-            z = pts[:, 2] * (size / INPUT)
-            out += [np.concatenate([xy, z[:, None]], axis=1), float(1.0 / (1.0 + np.exp(-float(np.ravel(flag)[0]))))]
-        return out[0], out[1], out[2], out[3]
+        return (*self._run(crop, Minv, size, mirror=False), *self._run(crop, Minv, size, mirror=True))
+
+    def _run(self, crop: np.ndarray, Minv: np.ndarray, size: float, mirror: bool) -> tuple[np.ndarray, float]:
+        x = ((crop[:, ::-1] if mirror else crop).astype(np.float32) / 255.0)[None]
+        raw, flag = run(self._it, np.ascontiguousarray(x))
+        pts = raw.reshape(468, 3).astype(np.float64)
+        if mirror:
+            pts[:, 0] = INPUT - 1 - pts[:, 0]
+        xy = pts[:, :2] @ Minv[:, :2].T + Minv[:, 2]
+        z = pts[:, 2] * (size / INPUT)
+        return np.concatenate([xy, z[:, None]], axis=1), float(1.0 / (1.0 + np.exp(-float(np.ravel(flag)[0]))))
 
     def __call__(self, rgb: np.ndarray, box: np.ndarray, eyes: np.ndarray) -> MeshResult | None:
         """Mesh of the face in `box` (x0, y0, x1, y1) whose eye centres (image-left, image-right) are `eyes`.
@@ -174,10 +174,10 @@ class FaceMesh:
         centre = 0.5 * (box[:2] + box[2:])
         size = ROI_SCALE * float(max(box[2] - box[0], box[3] - box[1]))
         passes: list[tuple[np.ndarray, np.ndarray, float, float]] = []  # the averaged steps (direct, mirrored)
-        settled_at = None
+        settled = False
         for step in range(TRACKING_STEPS + AVERAGED):  # the tracking ROI: from the mesh itself, as MediaPipe's loop
             pts, presence, mirrored, presence_m = self._passes(rgb, centre, size, angle)
-            if settled_at is not None or step >= TRACKING_STEPS:
+            if settled or step >= TRACKING_STEPS:
                 passes.append((pts, mirrored, presence, presence_m))
                 if len(passes) == AVERAGED:
                     break
@@ -185,12 +185,11 @@ class FaceMesh:
             new_centre = 0.5 * (rois[0][0] + rois[1][0])
             new_size = 0.5 * (rois[0][1] + rois[1][1])
             new_angle = float(np.arctan2(sum(np.sin(r[2]) for r in rois), sum(np.cos(r[2]) for r in rois)))
-            if settled_at is None and (
+            settled = settled or bool(
                 np.linalg.norm(new_centre - centre) < SETTLED * size
                 and abs(new_size - size) < SETTLED * size
                 and abs(np.degrees(np.angle(np.exp(1j * (new_angle - angle))))) < SETTLED_DEG
-            ):
-                settled_at = step
+            )
             centre, size, angle = new_centre, new_size, new_angle
         # Either pass (flip-symmetric), with the mean as a sanity bound: on faces turned 45 deg one pass may say
         # 0.22 and its mirror 0.78 (the other way round on the flipped photo); requiring both dropped such faces
