@@ -702,6 +702,16 @@ def build_aligners(names: list[str]) -> dict:
     return {n: Aligner("offline", None, configs[n]).load() for n in names}
 
 
+def _shown_path(folder: Path) -> str:
+    """How the committed report names the contact-sheet folder: relative to the repository, or only its name when
+    it lies elsewhere (an absolute path would name the machine that ran the bench)."""
+    folder = Path(folder).resolve()
+    try:
+        return str(folder.relative_to(ROOT))
+    except ValueError:
+        return f"<{folder.name}> (outside the repository)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="folder for contact sheets and results.json")
@@ -780,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"date": time.strftime("%Y-%m-%d"), "wall_s": wall, "load_s": load_s, "configs": names,
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), {platform.python_version()}",
-            "out": str(args.out), "about": manifest["about"],
+            "out": _shown_path(args.out), "about": manifest["about"],
             "default_refinement": ok.get("refinement"), "default_matting": ok.get("matting")}
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1, default=str))
     text = write_report(None if args.report == "-" else Path(args.report), rows, manifest, meta)
