@@ -27,6 +27,7 @@ from prefect.artifacts import (
 )
 
 from flows.records import AssetRecord, PhotoResult, RunSummary, ViewsRecord, from_uri, to_uri
+from spin_io.aligned import warning_list
 from spin_io.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,8 @@ def views_artifact(views: ViewsRecord, inline: bool = True) -> None:
             labels.append(f"view {i}")
     banner = "**SYNTHETIC views (procedural head, the photo was not used)**\n\n" if views.synthetic else ""
     generation = meta.get("generation") if isinstance(meta.get("generation"), dict) else {}
-    warnings = [w for w in generation.get("alignment_warnings") or [] if isinstance(w, str)]
-    banner += "".join(f"**Alignment warning:** {_cell(w, 400)}\n\n" for w in warnings)
+    banner += "".join(f"**Alignment warning:** {_cell(w, 400)}\n\n"
+                      for w in warning_list(generation.get("alignment_warnings")))
     sheet = views_sheet(views)
     image = _image_md(sheet, "views", SHEET_COLUMNS * THUMB_PX, inline) + "\n\n" if sheet else ""
     create_markdown_artifact(

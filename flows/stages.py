@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flows.errors import StageUnavailableError
 from flows.params import AlignParams, ExportParams, ReconParams, ViewsParams
 from flows.records import AlignedRecord, AssetRecord, MeshRecord, PhotoRecord, ViewsRecord, from_uri, to_uri
+from spin_io.aligned import warning_list
 from spin_io.atomic import atomic_dir
 from spin_io.hashing import file_sha256  # noqa: F401  (flows' public name for it)
 
@@ -240,7 +241,7 @@ def run_align(
         backend=str(face.backend.get("name", params.backend)),
         has_identity=face.arcface is not None,
         head_pose={k: float(v) for k, v in face.head_pose.items()},
-        warnings=[str(w) for w in face.backend.get("warnings", [])],
+        warnings=warning_list(face.backend.get("warnings")),
     )
 
 
@@ -269,7 +270,7 @@ def _synthetic_viewset(views_dir: Path, params: ViewsParams, device: str, aligne
         # the photo was aligned for real: its models' licences and warnings still travel to report.json and the GLB
         "licences": _aligned_backend_list(aligned_dir, "licences", dict),
     }
-    warnings = _aligned_backend_list(aligned_dir, "warnings", str)
+    warnings = warning_list(_aligned_backend_list(aligned_dir, "warnings", str))
     if warnings:
         vs.generation["alignment_warnings"] = warnings
     write_viewset(views_dir, vs)

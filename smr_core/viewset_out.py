@@ -22,6 +22,7 @@ from smr_core.errors import InputError, WeightsNotFoundError
 from smr_core.identity_report import RecogniserLoader
 from smr_core.pipeline import Progress, ProgressCounter, SpinMeRoundPipeline, ViewsConfig, ViewsResult
 from smr_core.views import plan_passes, unit_normals, white_background_mask
+from spin_io.aligned import warning_list
 from spin_io.atomic import make_temp_dir, replace_dir
 
 TINY_RANDOM_WARNING = (
@@ -213,9 +214,9 @@ def _generate_and_write(
     )
     generation = _generation_record(config, pipe, result, face, id_source, report, tiny_random, device)
     generation["licences"] = _licences_used(weights_dir, face, tiny_random, recogniser is not None)
-    warnings = (getattr(face, "backend", None) or {}).get("warnings")
-    if isinstance(warnings, list) and warnings:  # what the alignment lost (GrabCut matte, hair cut by the frame)
-        generation["alignment_warnings"] = [str(w) for w in warnings]
+    warnings = warning_list((getattr(face, "backend", None) or {}).get("warnings"))
+    if warnings:  # what the alignment lost (GrabCut matte, hair cut by the frame)
+        generation["alignment_warnings"] = warnings
     vs = build_viewset(result, config, input_mask=face.mask if image is not None else None, generation=generation)
     validate_viewset(vs, str(out_dir))
     out_dir.parent.mkdir(parents=True, exist_ok=True)

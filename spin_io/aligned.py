@@ -66,6 +66,12 @@ class AlignedFace:
         return kps @ self.crop_transform[:, :2].T + self.crop_transform[:, 2]
 
 
+def warning_list(items: Any) -> list[str]:
+    """The warnings in a list read from face.json or a ViewSet (its non-empty strings; [] for anything else), as
+    every stage that carries the alignment's warnings toward report.json keeps them."""
+    return [w for w in items if isinstance(w, str) and w] if isinstance(items, list) else []
+
+
 def _validate(face: AlignedFace) -> None:
     """Raise ContractError for anything a reader could not trust; called before writing anything."""
     crop = np.asarray(face.crop)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from spin_io.aligned import warning_list
 from spin_io.atomic import atomic_path, atomic_write_json, atomic_write_png
 from spin_io.errors import ContractError
 
@@ -57,9 +58,9 @@ def provenance_from_generation(generation: dict[str, Any] | None) -> dict[str, A
     licences = gen.get("licences")
     if isinstance(licences, list):
         out["licences"] = [dict(r) for r in licences if isinstance(r, dict)]
-    warnings = gen.get("alignment_warnings")
-    if isinstance(warnings, list) and warnings:  # face.json's, so report.json says what the crop lost
-        out["alignment_warnings"] = [str(w) for w in warnings if isinstance(w, str) and w]
+    warnings = warning_list(gen.get("alignment_warnings"))
+    if warnings:  # face.json's, so report.json says what the crop lost
+        out["alignment_warnings"] = warnings
     return out
 
 
