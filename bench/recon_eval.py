@@ -29,6 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -84,7 +85,8 @@ def flags(m: dict) -> list[str]:
 
 
 def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_pockets: bool = True,
-             trust_cameras: bool = False, fit_masks: bool = False, unwrap: str = "charts") -> dict:
+             trust_cameras: bool = False, fit_masks: bool = False, unwrap: str = "charts",
+             save_meshes: Path | None = None) -> dict:
     t = time.perf_counter()
     vs = render_case(head, case.variant, case.views, case.size, seed=case.seed)
     render_s = time.perf_counter() - t
@@ -113,6 +115,10 @@ def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_
         torch.cuda.synchronize()
     wall_s = time.perf_counter() - t
     mm = 1000.0 * vs_read.metres_per_unit
+    if save_meshes is not None:  # the mesh the row scores, for looking at where it loses (ViewSet units)
+        save_meshes.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save_meshes / f"{case.label}-s{case.seed}.npz", vertices=res.vertices, faces=res.faces,
+                            y_cut=res.y_cut, metres_per_unit=vs_read.metres_per_unit)
     m = evaluate_surface(res.vertices, res.faces, head.vertices, head.faces, vs_read, mm, labeller=head.regions)
     framed = evaluate_surface(res.vertices, res.faces, head.vertices, head.faces, vs_read, mm,
                               labeller=head.regions, crop="framed", report_seen=False)
@@ -152,23 +158,34 @@ def print_rows(rows: list[dict]) -> None:
         ]))
 
 
+def nc_loss_shares(regions: dict) -> dict[str, float]:
+    """Each region's share of the NC the head loses, (1 - NC) x its GT samples over the sum: where to look first
+    (a small region far under the bar, the ears, can lose more than the whole face)."""
+    loss = {k: (1.0 - b["normal_consistency"]) * b["gt_samples"]
+            for k, b in regions.items() if "normal_consistency" in b}
+    total = sum(loss.values())
+    return {k: (loss.get(k, float("nan")) / total if total > 0 else float("nan")) for k in REGIONS}
+
+
 def print_regions(rows: list[dict]) -> None:
     cols = ["head", "variant", "views", "px", "region", "F@2.5", "F@5", "F@10", "NC", "CD-L1 mm", "offset mm",
-            "acc mm", "comp mm", "GT pts"]
+            "acc mm", "comp mm", "GT pts", "NC loss share"]
     print(" | ".join(cols))
     print(" | ".join("---" for _ in cols))
     for r in rows:
+        share = nc_loss_shares(r.get("regions", {}))
         for name in REGIONS:
             b = r.get("regions", {}).get(name, {})
             if "fscore@5mm" not in b:
                 print(" | ".join([r["head"], r["variant"], str(r["views"]), str(r["size"]), name] + ["-"] * 8
-                                 + [str(b.get("gt_samples", 0))]))
+                                 + [str(b.get("gt_samples", 0)), "-"]))
                 continue
             print(" | ".join([
                 r["head"], r["variant"], str(r["views"]), str(r["size"]), name,
                 f"{b['fscore@2.5mm']:.3f}", f"{b['fscore@5mm']:.3f}", f"{b['fscore@10mm']:.3f}",
                 f"{b['normal_consistency']:.3f}", f"{b['chamfer_l1_mm']:.2f}", f"{b['signed_offset_mm']:+.2f}",
                 f"{b['accuracy_mm']:.2f}", f"{b['completeness_mm']:.2f}", str(b["gt_samples"]),
+                f"{share[name]:.2f}",
             ]))
 
 
@@ -192,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="UV layout, as `recon --unwrap` (xatlas: the layout before session 11)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the written ViewSets here (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write the rows here (rewritten after every case)")
+    ap.add_argument("--save-meshes", type=Path, default=None,
+                    help="write each case's mesh here (<case>-s<seed>.npz: vertices, faces, y_cut, metres_per_unit)")
     ap.add_argument("--verbose", action="store_true", help="print recon's stage lines")
     args = ap.parse_args(argv)
     if args.threads:
@@ -209,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in eval_cases(args.heads, args.variants, args.views, args.sizes, args.seed):
             row = run_case(heads[case.head], case, workdir, args.device, log, args.open_pockets,
-                           args.trust_cameras, args.fit_masks, args.unwrap)
+                           args.trust_cameras, args.fit_masks, args.unwrap, args.save_meshes)
             rows.append(row)
             if "error" in row:
                 print(f"done {case.label}: {row['error']}", file=sys.stderr, flush=True)
