@@ -51,6 +51,7 @@ from recon.synth import (  # noqa: E402
     render_case,
 )
 from recon.volume import VolumeConfig  # noqa: E402
+from spin_io.atomic import atomic_path  # noqa: E402
 from spin_io.viewset import read_viewset, write_viewset  # noqa: E402
 
 BAR = {"fscore@5mm": 0.97, "normal_consistency": 0.98, "chamfer_l1_mm": 2.0}
@@ -116,9 +117,9 @@ def run_case(head: GroundTruthHead, case, workdir: Path, device: str, log, open_
     wall_s = time.perf_counter() - t
     mm = 1000.0 * vs_read.metres_per_unit
     if save_meshes is not None:  # the mesh the row scores, for looking at where it loses (ViewSet units)
-        save_meshes.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(save_meshes / f"{case.label}-s{case.seed}.npz", vertices=res.vertices, faces=res.faces,
-                            y_cut=res.y_cut, metres_per_unit=vs_read.metres_per_unit)
+        with atomic_path(save_meshes / f"{case.label}-s{case.seed}.npz") as tmp:
+            np.savez_compressed(tmp, vertices=res.vertices, faces=res.faces, y_cut=res.y_cut,
+                                metres_per_unit=vs_read.metres_per_unit)
     m = evaluate_surface(res.vertices, res.faces, head.vertices, head.faces, vs_read, mm, labeller=head.regions)
     framed = evaluate_surface(res.vertices, res.faces, head.vertices, head.faces, vs_read, mm,
                               labeller=head.regions, crop="framed", report_seen=False)
