@@ -288,9 +288,11 @@ def repair_self_intersections(
     smoothing_rounds: int = 40,
     blend_rounds: int = 4,
     smoothing_steps: int = 10,
+    patience: int = 3,
 ) -> tuple[np.ndarray, int]:
     """Remove crossing faces; returns (vertices, rounds used). Without `reference`: up to `max_rounds` of
-    smoothing; with it: `smoothing_rounds`, then `blend_rounds` halvings, then up to `max_rounds` reverts.
+    smoothing; with it: up to `smoothing_rounds` (fewer once `patience` rounds in a row leave no fewer crossings than
+    the best round so far), then `blend_rounds` halvings, then up to `max_rounds` reverts.
 
     Folds from normal fusion are local (thin ears, creases, a crumple in a pocket). Rounds of umbrella smoothing
     around the crossing faces (`smoothing_steps` steps a round, a ring more every third round) remove most of
@@ -301,29 +303,52 @@ def repair_self_intersections(
     fusion started from) only as far as needed: halfway, then halfway again, with the same falloff, and the
     whole way in rings that grow as the last resort (reverting outright cost a thin ear 0.04 of normal
     consistency on a held-out head). Local Taubin smoothing (no shrinkage) was tried instead of the umbrella: it
-    does not separate two crossed sheets.
+    does not separate two crossed sheets. Nor does the umbrella: a dozen crossings of a thin ear's two sheets
+    survived all 40 rounds while the rings grew to 15 and flattened the ear (zoe, 16 views: ears' NC 0.82 -> 0.79;
+    bench/RECON_EVAL.md, session 21), so smoothing stops once it no longer makes progress and the blend takes over.
+    Where that leaves crossings the blend and the revert cannot clear (tia at 512 px: 21), the repair starts again
+    from `vertices` without the early stop, as it ran before.
     """
-    v = np.array(vertices, np.float64)
+    v0 = np.array(vertices, np.float64)
     f = np.asarray(faces, np.int64)
-    fixed = np.zeros(len(v), bool) if fixed is None else fixed
-    A, deg = _vertex_adjacency(f, len(v))
-    pairs = intersecting_face_pairs(v, f)
-    rounds = smoothing_rounds if reference is not None else max_rounds
-    for rnd in range(rounds):
+    fixed = np.zeros(len(v0), bool) if fixed is None else fixed
+    A, deg = _vertex_adjacency(f, len(v0))
+    pairs = intersecting_face_pairs(v0, f)
+    rounds = (smoothing_rounds, blend_rounds, max_rounds, smoothing_steps)
+    v, used, left = _repair(v0.copy(), f, fixed, A, deg, pairs, reference, rounds, patience)
+    if len(left) and patience and reference is not None:
+        # what the blend and the revert left after an early stop, the full smoothing clears (tia at 512 px)
+        v, more, left = _repair(v0.copy(), f, fixed, A, deg, pairs, reference, rounds, 0)
+        used += more
+    return v, used
+
+
+def _repair(
+    v: np.ndarray, f: np.ndarray, fixed: np.ndarray, A, deg: np.ndarray, pairs: np.ndarray,
+    reference: np.ndarray | None, rounds: tuple[int, int, int, int], patience: int,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """One pass of repair_self_intersections on `v` (modified): the vertices, rounds used, crossings left."""
+    smoothing_rounds, blend_rounds, max_rounds, smoothing_steps = rounds
+    fewest, since = len(pairs), 0
+    used = smoothing_rounds if reference is not None else max_rounds
+    for rnd in range(used):
         if len(pairs) == 0:
-            return v, rnd
+            return v, rnd, pairs
         w = np.where(fixed, 0.0, _falloff(A, f, pairs, 2 + rnd // 3))
         sel = w > 0
         for _ in range(smoothing_steps):
             avg = (A @ v) / deg[:, None]
             v[sel] += 0.5 * w[sel, None] * (avg[sel] - v[sel])
         pairs = recheck_crossings(v, f, pairs, sel)
+        fewest, since = (len(pairs), 0) if len(pairs) < fewest else (fewest, since + 1)
+        if patience and reference is not None and since >= patience:
+            used = rnd + 1
+            break
     if reference is None:
-        return v, max_rounds
-    used = rounds
+        return v, used, pairs
     for halvings in range(blend_rounds):  # halfway toward the reference, then halfway again
         if len(pairs) == 0:
-            return v, used
+            return v, used, pairs
         w = _falloff(A, f, pairs, 2 + halvings // 2)  # the reference keeps fixed vertices where they must be
         sel = w > 0
         v[sel] += 0.5 * w[sel, None] * (reference[sel] - v[sel])
@@ -331,12 +356,12 @@ def repair_self_intersections(
         used += 1
     for rnd in range(max_rounds):  # the reference itself, in rings that grow until nothing crosses
         if len(pairs) == 0:
-            return v, used
+            return v, used, pairs
         sel = _falloff(A, f, pairs, 2 + 2 * rnd) > 0
         v[sel] = reference[sel]
         pairs = recheck_crossings(v, f, pairs, sel)
         used += 1
-    return v, used
+    return v, used, pairs
 
 
 def _segment_hits_triangle(p: np.ndarray, q: np.ndarray, t: np.ndarray, eps: float = 1e-9) -> np.ndarray:
