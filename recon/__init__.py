@@ -4,7 +4,8 @@ Pipeline (recon.pipeline.reconstruct): convention check -> visual hull on a grid
 the views stop seeing the neck -> per-view depth from normals (recon.depth) fused inside the hull
 as a truncated signed distance (recon.volume) -> marching cubes -> simplification (first at 128 px:
 each view's camera turned onto that consensus, recon.camera_align, then the hull and depth again from
-the turned cameras) -> each view's normal map turned onto that shape (recon.normal_align) ->
+the turned cameras, and depth once more anchored on that fused shape where the hull is not tangent) -> each
+view's normal map turned onto that shape (recon.normal_align) ->
 explicit normal fusion -> UV charts (recon.unwrap) -> texture baking -> per-view self-check (recon.selfcheck).
 Everything is pure torch on the device passed in, so the same code runs on CPU and CUDA.
 """

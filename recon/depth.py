@@ -13,8 +13,9 @@ The depth map minimises, over the pixels of the mask,
 
     E(z) = sum_(p,p') w_pp' (z_p' - z_p - g_pp')^2           (g: the mean of both pixels' gradients)
          + sum_p a_p (z_p - log d_anchor,p)^2                 (anchors: d_hull where the visual hull is tight;
-                                                                where other views placed the pixel (recon.sweep),
-                                                                their depth)
+                                                                elsewhere, weakly, an earlier fused shape where it
+                                                                is tangent; where other views placed the pixel
+                                                                (recon.sweep), their depth)
          + sum_p b_p (z_p - log d_entry,p + tol)^2            (only where the surface would leave the hull)
 
 solved by iteratively reweighted least squares:
@@ -28,6 +29,12 @@ solved by iteratively reweighted least squares:
   bridged concavity (an eye socket, the gap behind an ear) is outvoted by the integrated shape
   around it, while a patch cut off by a discontinuity (the nose seen from the front) keeps the
   anchors that place it;
+* where an earlier fused shape is given (recon.volume's second integration), hull anchors more than a
+  tolerance from it are dropped (a lid whose normal happens to agree with the skin under it: eight such
+  pixels held a 800-pixel patch under a hair edge 13 mm in front, bench/RECON_EVAL.md session 22), and
+  where no hull anchor remains, a_p is on, at a tenth of the weight and at that shape's depth, where its
+  normal agrees with the observed one: a patch gets its offset from the views' first agreement, while its
+  shape stays the normals';
 * b_p switches on for pixels whose depth came out more than a tolerance in front of the hull's
   entry depth: the object lies inside its hull (the tolerance absorbs the voxelised hull's dents).
 
@@ -109,6 +116,12 @@ def _difference_operator(pix: np.ndarray, index: np.ndarray, gu: np.ndarray, gv:
     return D, np.concatenate(g), np.concatenate(w)
 
 
+def _tangent(n_obs: np.ndarray, n_surface: np.ndarray, max_deg: float) -> np.ndarray:
+    """Where a surface's normal agrees with the observed one within `max_deg` (the object may touch it there)."""
+    lengths = np.linalg.norm(n_obs, axis=-1) * np.linalg.norm(n_surface, axis=-1)
+    return (n_obs * n_surface).sum(-1) / np.maximum(lengths, 1e-12) > np.cos(np.radians(max_deg))
+
+
 def integrate_normals(
     normal_cam: np.ndarray,
     mask: np.ndarray,
@@ -118,12 +131,20 @@ def integrate_normals(
     cfg: DepthConfig | None = None,
     anchor_depth: np.ndarray | None = None,
     anchor_weight: float = 1.0,
+    surface_depth: np.ndarray | None = None,
+    surface_normal_cam: np.ndarray | None = None,
+    surface_weight: float = 0.1,
+    surface_tolerance: float | None = None,
 ) -> ViewDepth:
     """Depth map of one view from its camera-frame normals, anchored to the hull (module docstring).
 
     `hull_depth` is the depth at which each ray enters the visual hull (inf where it misses it);
     `hull_normal_cam` the hull's outward normal there, in the same camera axes as `normal_cam`.
-    `anchor_depth` (finite where known, else nan) adds anchors that replace the hull's at their pixels:
+    `surface_depth` and `surface_normal_cam` (inf / 0 where the ray misses it), when given, are a surface closer
+    to the head than the hull (the views' fused shape): hull anchors farther than `surface_tolerance` (log depth)
+    from it are dropped, and pixels without a hull anchor are anchored where its normal agrees with the observed
+    one, at its depth, with `surface_weight` x cos; the hull still bounds the map (the inside term).
+    `anchor_depth` (finite where known, else nan) adds anchors that replace those at their pixels:
     depths other views place (recon.sweep), weighted `anchor_weight` x cos and robust like the hull's.
     """
     from scipy import sparse
@@ -144,11 +165,20 @@ def integrate_normals(
     D, g, w_pair0 = _difference_operator(pix, index, gu, gv, cos**2)
 
     z_hull = np.log(hull_depth[pix])
-    n_obs, n_hull = normal_cam[pix], hull_normal_cam[pix]
-    lengths = np.linalg.norm(n_obs, axis=-1) * np.linalg.norm(n_hull, axis=-1)
-    agree = (n_obs * n_hull).sum(-1) / np.maximum(lengths, 1e-12)
-    a0 = np.where(agree > np.cos(np.radians(cfg.anchor_angle_deg)), cfg.anchor_weight, 0.0) * cos[pix]
     z_anchor = z_hull.copy()
+    n_obs = normal_cam[pix]
+    a0 = np.where(_tangent(n_obs, hull_normal_cam[pix], cfg.anchor_angle_deg), cfg.anchor_weight, 0.0) * cos[pix]
+    if surface_depth is not None and surface_normal_cam is not None:  # where the hull is tangent, the hull's
+        d_surface = surface_depth[pix]
+        seen = np.isfinite(d_surface) & (d_surface > 0)
+        if surface_tolerance is not None:  # unless the surface lies clearly behind it there: a lid over a concavity
+            lid = np.zeros(n, bool)
+            lid[seen] = np.abs(np.log(d_surface[seen] / hull_depth[pix][seen])) > surface_tolerance
+            a0[lid] = 0.0
+        on_surface = seen & (a0 == 0)
+        take = on_surface & _tangent(n_obs, surface_normal_cam[pix], cfg.anchor_angle_deg)
+        z_anchor[take] = np.log(d_surface[take])
+        a0[take] = surface_weight * cos[pix][take]
     if anchor_depth is not None:
         known = np.isfinite(anchor_depth[pix]) & (anchor_depth[pix] > 0)
         z_anchor[known] = np.log(anchor_depth[pix][known])

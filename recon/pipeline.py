@@ -227,6 +227,10 @@ def reconstruct(
             # the hull and depth fusion again, from the aligned cameras and at full size
             grid, v, f, depths, fused_report = _consensus_shape(cams, masks, masks_np, normals, cfg, cfg.volume, mm,
                                                                 log, stamp, progress)
+    if cfg.volume.enabled and cfg.volume.reanchor:
+        log("depth from normals again, anchored on the fused shape where the hull is not tangent to it")
+        grid, v, f, depths, fused_report = _consensus_shape(cams, masks, masks_np, normals, cfg, cfg.volume, mm,
+                                                            log, stamp, progress, anchor_surface=(v, f), grid=grid)
     v_t, f_t = torch.tensor(v, dtype=torch.float32, device=dev), torch.tensor(f, device=dev)
     fused_normals, alignment = normals, []
     if cfg.normal_align.enabled:
@@ -295,16 +299,23 @@ def reconstruct(
 def _consensus_shape(
     cams: Cameras, masks: torch.Tensor, masks_np: np.ndarray, normals: torch.Tensor, cfg: ReconConfig,
     volume: VolumeConfig, mm_per_unit: float, log: Callable[[str], None], stamp: Callable[[str], None], progress: bool,
+    anchor_surface: tuple[np.ndarray, np.ndarray] | None = None, grid: HullGrid | None = None,
 ) -> tuple[HullGrid, np.ndarray, np.ndarray, list[ViewDepth], dict]:
-    """The shape the views agree on: visual hull, depth fusion inside it, simplified (and the unsimplified report)."""
-    log(f"visual hull: {len(cams)} views, {cfg.hull_voxel * mm_per_unit:.1f} mm voxels")
-    grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
+    """The shape the views agree on: visual hull, depth fusion inside it, simplified (and the unsimplified report).
+
+    `anchor_surface`: an earlier fused shape from the same cameras, on which the views' depth is anchored where the
+    hull is not tangent (`recon.volume.view_depths`); `grid`: their hull, when it is already carved.
+    """
+    if grid is None:
+        log(f"visual hull: {len(cams)} views, {cfg.hull_voxel * mm_per_unit:.1f} mm voxels")
+        grid = hull_grid(cams, masks, voxel=cfg.hull_voxel, neck_margin=cfg.neck_margin)
     v, f = extract_surface(grid)
     stamp("visual_hull")
     depths: list[ViewDepth] = []
     if volume.enabled:
         with _bar(progress, len(cams), "depth from normals", "view") as tick:
-            depth_cams, depths = view_depths(cams, v, f, normals, masks_np, volume, progress=tick)
+            depth_cams, depths = view_depths(cams, v, f, normals, masks_np, volume, progress=tick,
+                                             anchor_surface=anchor_surface)
         stamp("depth_integration")
         v, f = extract_surface(grid, largest_component(fuse_depths(grid, depth_cams, depths, volume)))
         stamp("depth_fusion")

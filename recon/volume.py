@@ -5,8 +5,10 @@ concavity filled: the gap behind an ear, eye sockets, nostrils, nasal folds, the
 ponytail and the neck. Each view's normals, integrated to a depth map D_i (recon.depth), say
 where the ray through a pixel meets the head; with the sweep on (`SweepConfig.enabled`, the default), a
 patch integration left on the hull's lid is moved back where the other views' normals agree (recon.sweep) and
-the view is integrated again. Those are fused as a truncated signed distance (Curless & Levoy 1996)
-on the hull's grid. For a voxel centre x seen by view i at pixel p,
+the view is integrated again. By default (`VolumeConfig.reanchor`) the views are then integrated and fused once
+more, anchored on the first fused shape where the hull is not tangent to it (weakly: it sets a patch's offset, the
+normals its shape), and hull anchors more than 2 mm off that shape (a lid) are dropped. Those are fused as a
+truncated signed distance (Curless & Levoy 1996) on the hull's grid. For a voxel centre x seen by view i at pixel p,
 
     m_i(x) = D_i(p) - delta_i(x)                     (> 0: x lies in front of what view i sees)
     w_i(x) = confidence_i(p)                         (cos of the viewing angle x integration support)
@@ -53,6 +55,12 @@ class VolumeConfig:
     robust_scale: float = 0.005  # s: 2 mm at 0.4 m/unit
     robust_iterations: int = 2
     workers: int = 0  # threads integrating views at once; 0: one per CPU core (at most one per view)
+    # integrate and fuse once more, anchored on the fused shape where the hull is not tangent (bench/RECON_EVAL.md,
+    # session 22): a patch the hull's lid held in front of a pocket, or that no anchor held at all, is placed
+    reanchor: bool = True
+    reanchor_weight: float = 0.1  # per pixel, x cos; the hull's own anchors weigh 1: the fused shape sets a patch's
+    # offset, the normals its shape
+    reanchor_lid: float = 0.00185  # log depth (2 mm at 1.1 m): a hull anchor this far from the fused shape is a lid's
     depth: DepthConfig = field(default_factory=DepthConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
@@ -65,9 +73,12 @@ def view_depths(
     masks: np.ndarray,
     cfg: VolumeConfig,
     progress: Callable[[int], None] | None = None,
+    anchor_surface: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[Cameras, list[ViewDepth]]:
     """Integrate every view's normals to depth, anchored to the hull (at most `max_size` pixels a side).
 
+    `anchor_surface` (vertices, faces), when given, is an earlier fused shape of the same head: the anchors are
+    taken on it instead of on the hull (`recon.depth.integrate_normals`), which still bounds the maps.
     Returns the cameras of the (possibly downsampled) depth maps and the maps; `progress(k)` as the (k + 1)-th view
     is done. The views are independent of each other, so they run on `cfg.workers` threads (SuperLU's solves
     release the GIL): the same maps, in view order, however many threads ran them.
@@ -78,6 +89,11 @@ def view_depths(
     f = torch.tensor(hull_faces, dtype=torch.long, device=dev)
     frags = rasterize_views(TorchRasterizer(), cams, v, f)
     fn = face_normals(v, f)
+    surface_frags, surface_fn = None, None
+    if anchor_surface is not None:
+        sv = torch.tensor(anchor_surface[0], dtype=torch.float32, device=dev)
+        sf = torch.tensor(anchor_surface[1], dtype=torch.long, device=dev)
+        surface_frags, surface_fn = rasterize_views(TorchRasterizer(), cams, sv, sf), face_normals(sv, sf)
     fx, fy, cx, cy = (t.double().cpu().numpy() for t in (cams.fx, cams.fy, cams.cx, cams.cy))
 
     def one_view(i: int) -> ViewDepth:
@@ -89,7 +105,14 @@ def view_depths(
         hull_n[cov] = fn[fr.face_id[fr.covered]].double().cpu().numpy() @ R
         hull_depth = fr.depth.double().cpu().numpy()
         intr = (fx[i], fy[i], cx[i], cy[i])
-        vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth)
+        surface: dict[str, np.ndarray] = {}
+        if surface_frags is not None:
+            sfr = surface_frags[i]
+            surface_n = np.zeros_like(n_cam)
+            surface_n[sfr.covered.cpu().numpy()] = surface_fn[sfr.face_id[sfr.covered]].double().cpu().numpy() @ R
+            surface = {"surface_depth": sfr.depth.double().cpu().numpy(), "surface_normal_cam": surface_n,
+                       "surface_weight": cfg.reanchor_weight, "surface_tolerance": cfg.reanchor_lid}
+        vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth, **surface)
         if cfg.sweep.enabled and len(cams) > 2:
             # patches no anchor placed: their depth from the other views' normals, then integrated again
             sweep = sweep_costs(i, cams, normals_s, masks_s, vd.depth, cfg.sweep)
@@ -99,7 +122,7 @@ def view_depths(
                 if cfg.sweep.stay_anchors:  # what the other views confirm stays where it is
                     anchor = np.where(confirmed(sweep, cfg.sweep) & np.isnan(offset), vd.depth, anchor)
                 vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth,
-                                       anchor_depth=anchor, anchor_weight=cfg.sweep.anchor_weight)
+                                       anchor_depth=anchor, anchor_weight=cfg.sweep.anchor_weight, **surface)
                 vd.moved = int(np.isfinite(offset).sum()) * cfg.sweep.stride**2
         return vd
 
