@@ -112,16 +112,24 @@ def test_sphere_depth_from_exact_normals_matches_the_closed_form():
     assert err[facing].max() < 3e-3  # measured 1.1e-3
 
 
+SMALL_C, SMALL_R = np.array([0.1, 0.07, -2.25]), 0.07
+
+
+def _two_spheres() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The small sphere in front of the big one: exact depth, normals, and where the small one is in front."""
+    d_big, n_big = _sphere(CENTRE, RADIUS)
+    d_small, n_small = _sphere(SMALL_C, SMALL_R)
+    front = d_small < d_big
+    return np.where(front, d_small, d_big), np.where(front[..., None], n_small, n_big), front
+
+
 def _occluder_scene():
     """A small sphere in front of the big one: depth jumps by 7-11 % across the small one's contour."""
-    small_c, small_r = np.array([0.1, 0.07, -2.25]), 0.07
-    d_big, n_big = _sphere(CENTRE, RADIUS)
-    d_small, n_small = _sphere(small_c, small_r)
-    front = d_small < d_big
-    depth = np.where(front, d_small, d_big)
-    normal = np.where(front[..., None], n_small, n_big)
+    d_big, _ = _sphere(CENTRE, RADIUS)
+    d_small, _ = _sphere(SMALL_C, SMALL_R)
+    depth, normal, front = _two_spheres()
     h_big, hn_big = _bicylinder(CENTRE, RADIUS)
-    h_small, hn_small = _bicylinder(small_c, small_r)
+    h_small, hn_small = _bicylinder(SMALL_C, SMALL_R)
     nearer = h_small < h_big
     hull_depth = np.where(nearer, h_small, h_big)
     hull_normal = np.where(nearer[..., None], hn_small, hn_big)
@@ -171,11 +179,11 @@ def _dimple_scene(rho: float = 0.1, h: float = 0.05):
     agree = (normal * n_ball).sum(-1) > np.cos(np.radians(5.0))
     assert np.array_equal(agree & dimple, bottom)  # so these four pixels carry (wrong) anchors
     assert np.all((depth[bottom] - d_ball[bottom]) / depth[bottom] > 0.02)  # the dimple is 2 % of the depth deep
-    return depth, d_ball, vd, dimple, bottom, mask
+    return depth, d_ball, vd, dimple, bottom, mask, normal, n_ball
 
 
 def test_dimple_away_from_its_anchored_bottom_is_integrated():
-    depth, hull_depth, vd, dimple, bottom, mask = _dimple_scene()
+    depth, hull_depth, vd, dimple, bottom, mask, _, _ = _dimple_scene()
     err = _rel_error(vd.depth, depth)
     assert np.median(err[dimple & ~bottom]) < 1.5e-3  # measured 5.8e-4 (the dimple is 2e-2 deep)
     assert np.median(err[mask & ~dimple]) < 1e-5  # the rest of the sphere touches its hull: measured 6e-8
@@ -187,16 +195,11 @@ def test_a_patch_no_hull_anchor_holds_takes_its_offset_from_an_earlier_fused_sha
     """The small sphere in front of the big one, under a flat lid of the hull that is nowhere tangent to it: the
     depth jump cuts it off and no anchor places it. An earlier fused shape (here the truth),
     given as the anchor surface, places it; the big sphere keeps its own hull anchors and its depth."""
-    small_c, small_r = np.array([0.1, 0.07, -2.25]), 0.07
-    d_big, n_big = _sphere(CENTRE, RADIUS)
-    d_small, n_small = _sphere(small_c, small_r)
-    front = d_small < d_big
-    depth = np.where(front, d_small, d_big)
-    normal = np.where(front[..., None], n_small, n_big)
+    depth, normal, front = _two_spheres()
     mask = np.isfinite(depth)
     h_big, hn_big = _bicylinder(CENTRE, RADIUS)
     lid = ndimage.binary_dilation(front, iterations=3) & mask
-    hull_depth = np.where(lid, d_small[front].min() - 0.02, h_big)  # 8 mm in front of the small sphere's tip
+    hull_depth = np.where(lid, depth[front].min() - 0.02, h_big)  # 8 mm in front of the small sphere's tip
     hull_normal = np.where(lid[..., None], 0.0, hn_big)
     assert np.all(hull_depth[mask] <= depth[mask])  # the hull contains the scene
     small = front & (ndimage.distance_transform_edt(front) > 2) & (_cos(normal) > 0.2)
@@ -220,11 +223,7 @@ def test_lid_anchors_off_an_earlier_fused_shape_are_dropped():
     """The dimple's bottom carries four hull anchors on the undimpled sphere, which alone the integration cannot
     outvote (the strict xfail below). With an earlier fused shape (the truth) they lie 2 % of the depth off it and
     are dropped; the dimple then takes its depth from that shape's weak anchors and its own normals."""
-    depth, hull_depth, _, dimple, bottom, mask = _dimple_scene()
-    d_ball, n_ball = _sphere(CENTRE, RADIUS)
-    rho, h = 0.1, 0.05
-    p = np.where(np.isfinite(depth), depth, 0.0)[..., None] * RAYS
-    normal = np.where(dimple[..., None], (CENTRE + np.array([0.0, 0.0, RADIUS + h]) - p) / rho, n_ball)
+    depth, hull_depth, _, dimple, bottom, mask, normal, n_ball = _dimple_scene()
     vd = integrate_normals(normal, mask, INTRINSICS, hull_depth, n_ball, surface_depth=depth, surface_normal_cam=normal,
                            surface_tolerance=2e-3)
     miss = np.abs(vd.depth[bottom] - depth[bottom]) / (depth[bottom] - hull_depth[bottom])
@@ -242,7 +241,7 @@ def test_lid_anchors_off_an_earlier_fused_shape_are_dropped():
     "depth) instead of being outvoted by the integrated dimple around them",
 )
 def test_anchors_at_the_bottom_of_a_bridged_concavity_are_outvoted():
-    depth, hull_depth, vd, dimple, bottom, mask = _dimple_scene()
+    depth, hull_depth, vd, dimple, bottom, mask, _, _ = _dimple_scene()
     miss = np.abs(vd.depth[bottom] - depth[bottom]) / (depth[bottom] - hull_depth[bottom])
     assert miss.max() < 0.1  # measured 1.00: the bottom sits on the hull
 
