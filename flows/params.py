@@ -107,7 +107,8 @@ class ReconParams(_Params):
         "default as `spin-to-mesh recon`)."
     )
     preset: Literal["preview", "standard"] = Field(
-        "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps)."
+        "standard", description="'preview' trades accuracy for speed (coarser hull, fewer refinement steps, one depth "
+        "integration instead of two)."
     )
     depth_size: int = Field(
         512, ge=32, le=4096, description="Largest side in pixels at which each view's normals are integrated to "

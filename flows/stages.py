@@ -362,9 +362,9 @@ def _scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]
 
 
 # recon settings per preset: 'preview' trades accuracy for speed (a coarser hull, fewer faces and
-# normal-fusion rounds); 'standard' is recon's own defaults.
+# normal-fusion rounds, one depth integration); 'standard' is recon's own defaults.
 RECON_PRESETS: dict[str, dict[str, Any]] = {
-    "preview": {"hull_voxel": 0.012, "target_faces": 6_000, "rounds": 2},
+    "preview": {"hull_voxel": 0.012, "target_faces": 6_000, "rounds": 2, "reanchor": False},
     "standard": {},
 }
 
@@ -393,6 +393,8 @@ def recon_config(params: ReconParams, device: str) -> Any:
         config.target_faces = preset["target_faces"]
     if "rounds" in preset:
         config.fusion = FusionConfig(rounds=preset["rounds"])
+    if "reanchor" in preset:  # the second depth integration (recon.volume): a third of recon's time
+        config.volume = replace(config.volume, reanchor=preset["reanchor"])
     return config
 
 

@@ -220,6 +220,7 @@ def test_recon_presets_map_onto_recon_config():
     assert preview.texture.size == 256 and standard.texture.size == 1024 and standard.device == "cuda"
     assert preview.hull_voxel > standard.hull_voxel and preview.target_faces < standard.target_faces
     assert preview.fusion.rounds < standard.fusion.rounds
+    assert standard.volume.reanchor and not preview.volume.reanchor  # one depth integration in the preview
     # the recon choices reach recon as its CLI flags do (the sweep is on unless open_pockets=False)
     assert standard.camera_align.enabled and standard.camera_align.correct_cameras
     assert not standard.camera_align.mask_offset and standard.volume.sweep.enabled
