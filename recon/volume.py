@@ -77,8 +77,9 @@ def view_depths(
 ) -> tuple[Cameras, list[ViewDepth]]:
     """Integrate every view's normals to depth, anchored to the hull (at most `max_size` pixels a side).
 
-    `anchor_surface` (vertices, faces), when given, is an earlier fused shape of the same head: the anchors are
-    taken on it instead of on the hull (`recon.depth.integrate_normals`), which still bounds the maps.
+    `anchor_surface` (vertices, faces), when given, is an earlier fused shape of the same head: hull anchors more
+    than `cfg.reanchor_lid` off it are dropped, and pixels without a hull anchor are anchored on it with
+    `cfg.reanchor_weight` (`recon.depth.integrate_normals`); the hull still bounds the maps.
     Returns the cameras of the (possibly downsampled) depth maps and the maps; `progress(k)` as the (k + 1)-th view
     is done. The views are independent of each other, so they run on `cfg.workers` threads (SuperLU's solves
     release the GIL): the same maps, in view order, however many threads ran them.
@@ -105,7 +106,7 @@ def view_depths(
         hull_n[cov] = fn[fr.face_id[fr.covered]].double().cpu().numpy() @ R
         hull_depth = fr.depth.double().cpu().numpy()
         intr = (fx[i], fy[i], cx[i], cy[i])
-        surface: dict[str, np.ndarray] = {}
+        surface: dict[str, np.ndarray | float] = {}
         if surface_frags is not None:
             sfr = surface_frags[i]
             surface_n = np.zeros_like(n_cam)
