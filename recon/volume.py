@@ -101,17 +101,12 @@ def view_depths(
         fr = frags[i]
         R = cams.c2w[i, :3, :3].double().cpu().numpy()
         n_cam = normals_s[i].double().cpu().numpy() @ R
-        hull_n = np.zeros_like(n_cam)
-        cov = fr.covered.cpu().numpy()
-        hull_n[cov] = fn[fr.face_id[fr.covered]].double().cpu().numpy() @ R
-        hull_depth = fr.depth.double().cpu().numpy()
+        hull_depth, hull_n = _seen_surface(fr, fn, R)
         intr = (fx[i], fy[i], cx[i], cy[i])
         surface: dict[str, np.ndarray | float] = {}
         if surface_frags is not None:
-            sfr = surface_frags[i]
-            surface_n = np.zeros_like(n_cam)
-            surface_n[sfr.covered.cpu().numpy()] = surface_fn[sfr.face_id[sfr.covered]].double().cpu().numpy() @ R
-            surface = {"surface_depth": sfr.depth.double().cpu().numpy(), "surface_normal_cam": surface_n,
+            surface_depth, surface_n = _seen_surface(surface_frags[i], surface_fn, R)
+            surface = {"surface_depth": surface_depth, "surface_normal_cam": surface_n,
                        "surface_weight": cfg.reanchor_weight, "surface_tolerance": cfg.reanchor_lid}
         vd = integrate_normals(n_cam, masks_s[i], intr, hull_depth, hull_n, cfg.depth, **surface)
         if cfg.sweep.enabled and len(cams) > 2:
@@ -140,6 +135,14 @@ def view_depths(
             pool.shutdown(cancel_futures=True)
             raise
     return cams, [vd for vd in out if vd is not None]
+
+
+def _seen_surface(frag, face_normal: torch.Tensor, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rasterised mesh's depth (inf where missed) and outward normal in the view's camera axes (0 where missed)."""
+    normal = np.zeros(frag.depth.shape + (3,))
+    covered = frag.covered.cpu().numpy()
+    normal[covered] = face_normal[frag.face_id[frag.covered]].double().cpu().numpy() @ R
+    return frag.depth.double().cpu().numpy(), normal
 
 
 def _cores() -> int:
