@@ -17,7 +17,8 @@ Inner steps then minimise
 
 with a gradient smoothed along the mesh (a few diffusion steps, in the spirit of Nicolet et al.
 2021 "Large Steps in Inverse Rendering") so updates stay low-frequency and the mesh does not
-tangle. The neck cap keeps its plane: its faces target -Y and its vertices keep y = y_cut.
+tangle. The neck cap keeps its plane: its faces target -Y and its vertices keep y = y_cut; the collar of faces
+that touch it targets its own normal turned level (`square_rim`), so the wall meets the cap square.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class FusionConfig:
     max_face_weight: float = 4.0
     max_step: float = 1.0  # in mean edge lengths per round
     border_px: float = 2.0  # mask-interior feather for normal samples
+    square_rim: bool = True  # faces that touch the neck cap target their own normal turned level: the wall meets the
+    # cap square instead of along the one-voxel bevel that marching cubes leaves there
 
 
 def signed_distance_px(masks: np.ndarray) -> np.ndarray:
@@ -217,6 +220,7 @@ def refine(
     h = float((x[edges[:, 0]] - x[edges[:, 1]]).norm(dim=-1).mean())
     cap_v = (x[:, 1] - y_cut).abs() < 0.25 * h
     cap_f = cap_v[faces].all(1)
+    collar_f = cap_v[faces].any(1) & ~cap_f if cfg.square_rim else torch.zeros_like(cap_f)
     free = torch.ones(N, 3, device=dev)
     free[cap_v, 1] = 0
     x[cap_v, 1] = y_cut
@@ -242,6 +246,10 @@ def refine(
         weight = weight.clamp(max=cfg.max_face_weight)
         target[cap_f] = down
         weight[cap_f] = 1.0
+        if bool(collar_f.any()):
+            level = fn[collar_f] * torch.tensor([1.0, 0.0, 1.0], device=dev)
+            target[collar_f] = level / level.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            weight[collar_f] = 1.0
         # silhouette pairs: vertices outside a mask, and rim vertices on the outer silhouette
         rim = rim_vertices(x, faces, cameras)
         covered = np.stack([fr.covered.cpu().numpy() for fr in frags])

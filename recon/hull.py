@@ -32,15 +32,19 @@ def _occupancy(points: torch.Tensor, cameras: Cameras, masks: torch.Tensor) -> t
     seen = torch.zeros(points.shape[0], dtype=torch.int32, device=points.device)
     uv, depth = cameras.project(points)
     W, H = cameras.width, cameras.height
-    # a mask that reaches the bottom rows (a matte eroded by a pixel or two still does) leaves the neck open
+    # a mask that reaches the bottom rows (a matte eroded by a pixel or two still does) leaves the neck open below
+    # the frame; within those rows the column's last trusted row stands in for the mask, so the neck keeps its width
+    # down to the frame's edge (unconstrained there, the rows near the neck cut fused into a slab 30 mm too wide)
     rows = max(3, H // 64)
     open_bottom = masks[:, -rows:, :].amax(dim=(1, 2)) > 0.5
+    trusted = 1 - 2 * (rows + 0.5) / H  # the centre of the last row above the bottom rows, in grid_sample units
     for v in range(len(cameras)):
         gx = uv[v, :, 0] / W * 2 - 1
         gy = uv[v, :, 1] / H * 2 - 1
         inside = (gx.abs() <= 1) & (gy.abs() <= 1) & (depth[v] > 0)
-        below = (gx.abs() <= 1) & (gy > 1 - 2 * rows / H) & (depth[v] > 0) & open_bottom[v]
-        grid = torch.stack([gx, gy], -1)[None, None]
+        band = inside & (gy > 1 - 2 * rows / H) & open_bottom[v]
+        below = (gx.abs() <= 1) & (gy > 1) & (depth[v] > 0) & open_bottom[v]
+        grid = torch.stack([gx, torch.where(band, torch.full_like(gy, trusted), gy)], -1)[None, None]
         val = torch.nn.functional.grid_sample(masks[v][None, None], grid, align_corners=False)[0, 0, 0]
         val = torch.where(below, torch.ones_like(val), torch.where(inside, val, torch.zeros_like(val)))
         occ = torch.minimum(occ, val)

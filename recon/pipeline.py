@@ -34,6 +34,7 @@ from recon.volume import ViewDepth, VolumeConfig, fuse_depths, view_depths
 from spin_io.viewset import ViewSet
 
 MIN_VIEWS = 4
+MEASURED_VIEWS = 8  # the fewest views recon is measured on (one ring); one ring of 4 at 256 px fails the mesh check
 
 
 @dataclass
@@ -247,7 +248,15 @@ def reconstruct(
     if cfg.check_self_intersections:
         log("mesh check: self-intersections (folds are smoothed or reverted to the fused mesh)")
         vertices, repair_rounds = repair_self_intersections(vertices, f, cap, reference=v.astype(np.float64))
-    mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)
+    try:
+        mesh_report = check_mesh(vertices, f, cfg.check_self_intersections)
+    except DegenerateResultError as exc:
+        if len(vs.frames) >= MEASURED_VIEWS:
+            raise
+        raise DegenerateResultError(
+            f"{exc}. The ViewSet has only {len(vs.frames)} views; recon is measured from {MEASURED_VIEWS} up "
+            "(one ring), so generate more views"
+        ) from None
     mesh_report["repair_rounds"] = repair_rounds
     mesh_report["before_simplification"] = fused_report
     stamp("mesh_check")

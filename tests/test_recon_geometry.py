@@ -138,6 +138,39 @@ def test_hull_keeps_a_neck_that_leaves_the_frame_and_cuts_it_flat():
     assert bottom.sum() > 10 and np.allclose(h_open.vertices[bottom, 1], h_open.y_cut, atol=1e-6)
 
 
+def test_hull_occupancy_in_the_masks_bottom_rows_follows_the_neck_above_them():
+    """A neck that runs out of the frame leaves the hull open below it, but inside the frame it keeps its width.
+
+    The bottom rows of a mask stand in for nothing (a matte eroded by a pixel or two still leaves the neck open);
+    once every point in them counted as inside, the hull's last rows above the neck cut fused into a slab 30 mm
+    too wide on the evaluation heads. In those rows the column's last trusted row now decides.
+    """
+    from recon.hull import _occupancy
+
+    size, dist = 64, 2.7
+    cams = _cams([camera_position(0, 0, dist)], size=size)
+    masks = torch.zeros(1, size, size)
+    masks[0, 16:48, 22:42] = 1.0  # a head
+    masks[0, 40:, 26:38] = 1.0  # a neck 12 px wide running out of the bottom border
+    masks[0, -2:, :] = 0.0  # ... and a matte eroded by two rows at the border
+    origins, dirs = cams.pixel_rays()
+    forward = cams.c2w[0, :3, :3] @ torch.tensor([0.0, 0.0, -1.0])
+
+    def point(col: int, row: int) -> torch.Tensor:  # on the ray through that pixel's centre, at the origin's depth
+        d = dirs[0, row, col]
+        return origins[0] + d * dist / float(d @ forward)
+
+    uv, _ = cams.project(point(24, 62)[None])
+    assert torch.allclose(uv[0, 0], torch.tensor([24.5, 62.5]), atol=1e-3)  # the helper lands where it says
+    below = point(32, 63) + torch.tensor([0.0, -0.2, 0.0])  # under the frame's bottom edge
+    pts = torch.stack([point(32, 62), point(24, 62), point(8, 62), point(32, 52), point(24, 52), below])
+    occ, seen = _occupancy(pts, cams, masks)
+    # in the bottom rows: the neck's columns inside (eroded or not), the head's and the background's outside
+    assert occ.tolist()[:3] == [1.0, 0.0, 0.0]
+    assert occ.tolist()[3:5] == [1.0, 0.0]  # above them the mask itself
+    assert occ.tolist()[5] == 1.0 and seen.tolist() == [1, 1, 1, 1, 1, 0]  # below the frame: open, not seen
+
+
 def test_taubin_smoothing_removes_ripple_without_shrinking_and_keeps_fixed_vertices():
     import trimesh
 

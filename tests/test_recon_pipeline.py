@@ -125,6 +125,27 @@ def test_conventions_accept_correct_and_catch_wrong_declarations(views128):
     assert np.allclose(fixed_yaw.frames[2].c2w, views128.frames[2].c2w)
 
 
+def test_a_mesh_that_fails_its_check_on_a_sparse_viewset_says_to_generate_more_views(head, monkeypatch):
+    """One ring of 4 views at 256 px fails the mesh check (wes, kim: 77-232 self-intersections, RECON_EVAL session
+    23) whatever the settings; the error then says how many views there were and how many recon is measured on."""
+    import recon.pipeline as pipeline
+    from recon.errors import DegenerateResultError
+
+    def failing(*_a, **_k):
+        raise DegenerateResultError("the reconstructed mesh is not a clean closed surface (self_intersections=7)")
+
+    monkeypatch.setattr(pipeline, "check_mesh", failing)
+    vs = render_viewset(head, ring_views(4), size=64, perturb=Perturbation(), seed=1)
+    cfg = _small_cfg()
+    cfg.fusion = FusionConfig(rounds=1)
+    cfg.camera_align.enabled = False
+    with pytest.raises(DegenerateResultError) as info:
+        reconstruct(vs, cfg)
+    message = str(info.value)
+    assert message.startswith("the reconstructed mesh is not a clean closed surface (self_intersections=7)")
+    assert "only 4 views" in message and "from 8 up" in message and "\n" not in message
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [
