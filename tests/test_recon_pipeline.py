@@ -126,8 +126,9 @@ def test_conventions_accept_correct_and_catch_wrong_declarations(views128):
 
 
 def test_a_mesh_that_fails_its_check_on_a_sparse_viewset_says_to_generate_more_views(head, monkeypatch):
-    """One ring of 4 views at 256 px fails the mesh check (wes, kim: 77-232 self-intersections, RECON_EVAL session
-    23) whatever the settings; the error then says how many views there were and how many recon is measured on."""
+    """One ring of 4 views at 256 px fails the mesh check with the standard settings (wes, kim: 77-232
+    self-intersections; a 4.8 mm grid gives a mesh, but a poor one: RECON_EVAL session 23); the error then says how
+    many views there were and how many recon is measured on."""
     import recon.pipeline as pipeline
     from recon.errors import DegenerateResultError
 
